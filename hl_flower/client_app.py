@@ -1,0 +1,164 @@
+"""What runs on a node: train the travelling model, then choose who gets it.
+
+The node learns its partition from ``context.node_config`` (set by the
+simulation engine, or by ``flower-supernode --node-config``) and the run
+settings from the message, so the same ClientApp serves simulation and
+deployment. Its copy of the policy lives in ``Context.state`` with a version.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import keras  # noqa: E402
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from . import tf_setup  # noqa: F401  (quiet TF before import)
+from .config import HLConfig, from_flat
+from .data import Partition, load_dataset, load_partition
+from .dqn import choose_nodes, q_values
+from .messages import (
+    ARRAYS,
+    HL_CONFIG,
+    METRICS,
+    POLICY,
+    STATE_OPTIMIZER,
+    STATE_OPTIMIZER_EPISODE,
+    STATE_POLICY,
+    STATE_POLICY_VERSION,
+    STEP,
+    STREAM_EXPLORE,
+    STREAM_FIT,
+    step_seed,
+)
+from .model import optimizer_state, set_optimizer_state, shared_node_model
+from .observation import flatten_weights, reference_observation
+
+app = ClientApp()
+
+
+def node_identity(context: Context) -> tuple[int, int]:
+    """(partition id, number of partitions) from the node's config."""
+    try:
+        return (int(context.node_config["partition-id"]),
+                int(context.node_config["num-partitions"]))
+    except KeyError:
+        raise ValueError("this SuperNode has no partition: start it with "
+                         "--node-config 'partition-id=<n> num-partitions=<N>'"
+                         ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def node_partition(config: HLConfig, node: int) -> Partition:
+    """This node's data (loaded once per process and node)."""
+    return load_partition(load_dataset(config.dataset), node, config.num_nodes,
+                          config.main_samples, config.other_samples,
+                          config.partition, config.seed)
+
+
+def _run_settings(message: Message) -> HLConfig:
+    return from_flat(dict(message.content[HL_CONFIG]))
+
+
+def current_policy(message: Message, context: Context, version: int) -> list:
+    """The policy weights of ``version``: from the message, else from state."""
+    if POLICY in message.content.array_records:
+        context.state[STATE_POLICY] = message.content[POLICY]
+        context.state[STATE_POLICY_VERSION] = ConfigRecord({"version": version})
+    held = held_policy_version(context)
+    if held != version:
+        raise ValueError(f"node holds policy version {held}, the server "
+                         f"expects {version} and sent no policy")
+    return context.state[STATE_POLICY].to_numpy_ndarrays()
+
+
+def held_policy_version(context: Context) -> int:
+    """Version of the policy this node keeps (0 = none)."""
+    if STATE_POLICY_VERSION not in context.state:
+        return 0
+    return int(context.state[STATE_POLICY_VERSION]["version"])
+
+
+def decide(policy: list, observation: np.ndarray, step: ConfigRecord,
+           config: HLConfig) -> list[int]:
+    """Epsilon-greedy choice of the next node(s) with this node's policy."""
+    rng = np.random.default_rng(step_seed(config.seed, int(step["episode"]),
+                                          int(step["step"]), STREAM_EXPLORE))
+    q = q_values(policy, observation[None, :])[0]
+    return choose_nodes(q, config.k, float(step["epsilon"]), rng)
+
+
+def _fit_local(model: keras.Model, data: Partition, config: HLConfig,
+               context: Context, episode: int, step: int, node: int) -> float:
+    """One local training run; Adam's state persists per node within an episode."""
+    if (STATE_OPTIMIZER in context.state
+            and int(context.state[STATE_OPTIMIZER_EPISODE]["episode"]) == episode):
+        set_optimizer_state(model, context.state[STATE_OPTIMIZER].to_numpy_ndarrays())
+    else:
+        set_optimizer_state(model, None)
+    keras.utils.set_random_seed(
+        int(np.random.SeedSequence(step_seed(config.seed, episode, step, STREAM_FIT)
+                                   + [node]).generate_state(1)[0]))
+    history = model.fit(data.x, data.y, epochs=config.local_epochs,
+                        batch_size=config.batch_size, shuffle=True, verbose=0)
+    context.state[STATE_OPTIMIZER] = ArrayRecord(optimizer_state(model))
+    context.state[STATE_OPTIMIZER_EPISODE] = ConfigRecord({"episode": episode})
+    return float(history.history["loss"][-1])
+
+
+@app.train()
+def train(message: Message, context: Context) -> Message:
+    """Train one epoch on the global model; if asked, choose the next node."""
+    config = _run_settings(message)
+    node, num_partitions = node_identity(context)
+    step = message.content[STEP]
+    started = time.perf_counter()
+    data = node_partition(config, node)
+    dataset = load_dataset(config.dataset)
+    model = shared_node_model(dataset.input_shape, dataset.num_classes,
+                              config.learning_rate)
+    global_weights = message.content[ARRAYS].to_numpy_ndarrays()
+    model.set_weights(global_weights)
+    loss = _fit_local(model, data, config, context, int(step["episode"]),
+                      int(step["step"]), node)
+    trained = model.get_weights()
+    trained_at = time.perf_counter()
+    metrics = MetricRecord({
+        "train-loss": loss, "num-examples": len(data.y), "partition-id": node,
+        "policy-version": held_policy_version(context),
+        "time-train": trained_at - started})
+    if bool(step["decide"]):
+        observation = reference_observation(
+            flatten_weights(global_weights), {node: flatten_weights(trained)},
+            config.num_nodes, config.pca_components)
+        policy = current_policy(message, context, int(step["policy-version"]))
+        metrics["next-nodes"] = decide(policy, observation, step, config)
+        metrics["observation"] = observation.astype(float).tolist()
+        metrics["policy-version"] = held_policy_version(context)
+    metrics["time-observe"] = time.perf_counter() - trained_at
+    content = RecordDict({ARRAYS: ArrayRecord(trained), METRICS: metrics})
+    return Message(content, reply_to=message)
+
+
+@app.query("identify")
+def identify(message: Message, context: Context) -> Message:
+    """Tell the server which partition this node serves."""
+    node, num_partitions = node_identity(context)
+    metrics = MetricRecord({"partition-id": node, "num-partitions": num_partitions,
+                            "policy-version": held_policy_version(context)})
+    return Message(RecordDict({METRICS: metrics}), reply_to=message)
+
+
+@app.query("choose")
+def choose(message: Message, context: Context) -> Message:
+    """k > 1: choose the next nodes for an observation the server assembled."""
+    config = _run_settings(message)
+    step = message.content[STEP]
+    observation = np.asarray(message.content[METRICS]["observation"], np.float32)
+    policy = current_policy(message, context, int(step["policy-version"]))
+    metrics = MetricRecord({"next-nodes": decide(policy, observation, step, config),
+                            "policy-version": held_policy_version(context)})
+    return Message(RecordDict({METRICS: metrics}), reply_to=message)

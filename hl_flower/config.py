@@ -1,0 +1,172 @@
+"""Every HL setting in one place, with the reference values from HL-SPEC.md.
+
+The same settings travel three ways: as command-line flags of ``sim.py``
+(``--main-samples``), as Flower run-config keys in ``pyproject.toml``
+(``main-samples``) and inside each train message's ``ConfigRecord``. One
+dataclass serves all three; :func:`to_flat` / :func:`from_flat` convert it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class HLConfig:
+    """All settings of an HL run. Defaults are the paper's reference values."""
+
+    # --- data and nodes ---
+    dataset: str = "mnist-5k"  # mnist-5k | digits | mnist | idx:<folder>
+    partition: str = "reference"  # reference (paper slicing) | disjoint
+    num_nodes: int = 10  # N
+    main_samples: int = 400  # samples of the node's own class n % C
+    other_samples: int = 100  # samples from the other classes
+    # --- node model and local training ---
+    local_epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-3  # Adam, node model
+    # --- episode ---
+    goal: float = 0.80  # test accuracy that ends the episode
+    max_steps: int = 36  # reference: ends once the step counter exceeds 35
+    episodes: int = 120
+    starter: int = 0  # node that trains at step 1
+    k: int = 1  # nodes per step; k > 1 averages the top-k nodes' models
+    reward_base: float = 32.0  # r = reward_base^(acc - goal) - hop - 1
+    # --- DQN ---
+    epsilon_start: float = 1.0
+    epsilon_decay: float = 0.02  # eps *= exp(-epsilon_decay) after each episode
+    dqn_hidden_1: int = 500
+    dqn_hidden_2: int = 200
+    dqn_learning_rate: float = 1e-3
+    discount: float = 0.9  # gamma
+    replay_size: int = 50_000
+    replay_batch: int = 128  # sampled after each episode once stored
+    dqn_fit_batch: int = 16
+    normalize_targets: bool = True  # reference quirk: targets /= ||targets||_2
+    pca_components: int = 10  # observation = N x pca_components
+    # --- communication ---
+    distance_file: str = ""  # CSV or .npy; empty = reference matrix
+    distance_seed: int = 0  # reference: np.random.seed(0)
+    # --- run ---
+    seed: int = 0  # drives data order, model init, exploration, replay
+    reply_timeout: float = 600.0  # seconds to wait for a node's reply
+
+    def validate(self) -> HLConfig:
+        """Raise :class:`ConfigError` naming the first bad setting."""
+        positive = ("num_nodes", "main_samples", "local_epochs", "batch_size",
+                    "max_steps", "episodes", "k", "dqn_hidden_1", "dqn_hidden_2",
+                    "replay_size", "replay_batch", "dqn_fit_batch",
+                    "pca_components")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be at least 1, "
+                                  f"got {getattr(self, name)}")
+        if self.num_nodes < 2:
+            raise ConfigError(f"--nodes must be at least 2, got {self.num_nodes}")
+        if self.other_samples < 0:
+            raise ConfigError("--other-samples must be 0 or more, "
+                              f"got {self.other_samples}")
+        if self.k > self.num_nodes:
+            raise ConfigError(f"--k {self.k} is more than --nodes "
+                              f"{self.num_nodes}; use --k {self.num_nodes} or less")
+        if not 0.0 < self.goal <= 1.0 or math.isnan(self.goal):
+            raise ConfigError(f"--goal must be in (0, 1], got {self.goal}")
+        if not 0 <= self.starter < self.num_nodes:
+            raise ConfigError(f"--starter {self.starter} is not a node; "
+                              f"use 0..{self.num_nodes - 1}")
+        if self.partition not in ("reference", "disjoint"):
+            raise ConfigError(f"unknown --partition {self.partition!r}; "
+                              "use reference or disjoint")
+        for name in ("learning_rate", "dqn_learning_rate", "reply_timeout",
+                     "reward_base"):
+            value = getattr(self, name)
+            if not value > 0 or math.isinf(value):
+                raise ConfigError(f"--{_flag(name)} must be a positive number, "
+                                  f"got {value}")
+        if not 0.0 <= self.epsilon_start <= 1.0:
+            raise ConfigError("--epsilon-start must be in [0, 1], "
+                              f"got {self.epsilon_start}")
+        if not self.epsilon_decay >= 0:
+            raise ConfigError("--epsilon-decay must be 0 or more, "
+                              f"got {self.epsilon_decay}")
+        if not 0.0 <= self.discount <= 1.0:
+            raise ConfigError(f"--discount must be in [0, 1], got {self.discount}")
+        return self
+
+    def replace(self, **changes: Any) -> HLConfig:
+        """Return a copy with some settings changed."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def observation_size(self) -> int:
+        """Length of the DQN input vector (N x pca_components)."""
+        return self.num_nodes * self.pca_components
+
+
+def _flag(field_name: str) -> str:
+    """Kebab-case key of a field (``main_samples`` -> ``main-samples``)."""
+    return field_name.replace("_", "-")
+
+
+# Flags whose command-line name differs from the field name.
+FLAG_ALIASES = {"num_nodes": "nodes"}
+
+
+def to_flat(config: HLConfig) -> dict[str, Any]:
+    """Kebab-case dict of every setting (Flower run config / ConfigRecord)."""
+    return {_flag(f.name): getattr(config, f.name) for f in fields(config)}
+
+
+def from_flat(values: dict[str, Any], base: HLConfig | None = None) -> HLConfig:
+    """Build a config from kebab-case keys; unknown keys are an error."""
+    base = base or HLConfig()
+    by_key = {_flag(f.name): f for f in fields(HLConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        field = by_key.get(key)
+        if field is None:
+            raise ConfigError(f"unknown setting {key!r}; known settings: "
+                              + ", ".join(sorted(by_key)))
+        changes[field.name] = _coerce(key, value, type(getattr(base, field.name)))
+    return base.replace(**changes)
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    """Convert a run-config value to the field's type, or explain why not."""
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1")
+            return bool(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {key!r} must be a {kind.__name__}, "
+                          f"got {value!r}") from None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Minutes on a laptop CPU: the reference environment on mnist-5k, fewer
+    # episodes and a faster epsilon decay so the greedy policy shows up.
+    "quick": {"episodes": 8, "epsilon-decay": 0.3},
+    # Every reference setting of HL-SPEC.md (120 episodes: hours on a CPU).
+    "paper": {},
+}
+
+
+def preset(name: str) -> HLConfig:
+    """Config of a named preset."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; use one of: "
+                          + ", ".join(PRESETS))
+    return from_flat(PRESETS[name])

@@ -1,0 +1,59 @@
+"""Communication distances between nodes and the cost of a hop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class DistanceError(ValueError):
+    """A distance file is unusable; the message names the problem."""
+
+
+def reference_distance(num_nodes: int, seed: int = 0) -> np.ndarray:
+    """Reference matrix: B = U[0,1)^(NxN) / 10, D = (B + B^T) / 2, zero diagonal."""
+    b = np.random.RandomState(seed).random_sample((num_nodes, num_nodes)) / 10
+    distance = (b + b.T) / 2
+    np.fill_diagonal(distance, 0.0)
+    return distance
+
+
+def load_distance(path: str, num_nodes: int) -> np.ndarray:
+    """Load a user's N x N matrix from CSV or .npy and check it."""
+    file = Path(path)
+    if not file.is_file():
+        raise DistanceError(f"--distance-file {path} does not exist; give a "
+                            "CSV or .npy file with an N x N matrix")
+    try:
+        if file.suffix == ".npy":
+            matrix = np.load(file, allow_pickle=False)
+        else:
+            matrix = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
+        matrix = np.asarray(matrix, dtype=np.float64)
+    except (ValueError, OSError) as err:
+        raise DistanceError(f"--distance-file {path} is not a numeric matrix "
+                            f"({str(err).splitlines()[0]})") from None
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise DistanceError(f"--distance-file {path} is not square "
+                            f"(shape {matrix.shape}); it needs N x N values")
+    if matrix.shape[0] != num_nodes:
+        raise DistanceError(f"--distance-file {path} is {matrix.shape[0]} x "
+                            f"{matrix.shape[0]} but there are {num_nodes} "
+                            "nodes; match --nodes to the file")
+    if not np.all(np.isfinite(matrix)):
+        raise DistanceError(f"--distance-file {path} holds NaN or infinite "
+                            "values; every distance must be a finite number")
+    if np.any(matrix < 0):
+        raise DistanceError(f"--distance-file {path} holds negative "
+                            "distances; every distance must be >= 0")
+    if not np.allclose(matrix, matrix.T, rtol=1e-6, atol=1e-9):
+        raise DistanceError(f"--distance-file {path} is not symmetric; "
+                            "d[i][j] must equal d[j][i]")
+    return matrix
+
+
+def step_reward(accuracy: float, goal: float, hop_cost: float,
+                base: float = 32.0) -> float:
+    """HL reward: base^(accuracy - goal) - hop_cost - 1."""
+    return base ** (accuracy - goal) - hop_cost - 1.0

@@ -1,0 +1,172 @@
+"""The DQN agent that picks the next node (reference design of HL-SPEC.md).
+
+An MLP maps the observation (N x 10 PCA coordinates, flattened) to one
+Q-value per node. After every episode the server samples a minibatch from the
+replay memory, writes the TD targets below and fits one epoch. Nodes only need
+the forward pass, done in numpy from the weights they were sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras  # noqa: E402
+import numpy as np
+
+from . import tf_setup  # noqa: F401  (quiet TF before import)
+from .config import HLConfig
+
+POLICY_WEIGHTS = "policy.weights.h5"
+POLICY_META = "policy.json"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One decision: in ``state`` the agent sent the model to ``actions``."""
+
+    state: np.ndarray
+    actions: tuple[int, ...]
+    reward: float
+    next_state: np.ndarray
+    done: bool
+
+
+def epsilon_at(episode: int, start: float, decay: float) -> float:
+    """Exploration rate during 0-based ``episode``: start * exp(-decay)^episode."""
+    return start * math.exp(-decay * episode)
+
+
+def build_q_network(config: HLConfig) -> keras.Model:
+    """input 10*N -> Dense 500 relu -> Dense 200 relu -> Dense N linear; MSE, Adam."""
+    model = keras.Sequential([
+        keras.Input(shape=(config.observation_size,)),
+        keras.layers.Dense(config.dqn_hidden_1, activation="relu"),
+        keras.layers.Dense(config.dqn_hidden_2, activation="relu"),
+        keras.layers.Dense(config.num_nodes, activation="linear"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(config.dqn_learning_rate),
+                  loss="mse")
+    return model
+
+
+def q_values(weights: list[np.ndarray], observations: np.ndarray) -> np.ndarray:
+    """Forward pass of the Q-network in numpy (rows of ``observations``)."""
+    hidden = np.asarray(observations, np.float32)
+    layers = list(zip(weights[0::2], weights[1::2], strict=True))
+    for i, (kernel, bias) in enumerate(layers):
+        hidden = hidden @ kernel + bias
+        if i < len(layers) - 1:
+            hidden = np.maximum(hidden, 0.0)
+    return hidden
+
+
+def choose_nodes(q: np.ndarray, k: int, epsilon: float,
+                 rng: np.random.Generator) -> list[int]:
+    """Epsilon-greedy choice of ``k`` distinct nodes.
+
+    With probability ``epsilon`` k nodes uniformly at random, otherwise the k
+    nodes with the highest Q-values (best first).
+    """
+    if rng.random() < epsilon:
+        return [int(n) for n in rng.choice(len(q), size=k, replace=False)]
+    return [int(n) for n in np.argsort(-q, kind="stable")[:k]]
+
+
+def td_targets(current_q: np.ndarray, next_q: np.ndarray,
+               actions: list[tuple[int, ...]], rewards: np.ndarray,
+               dones: np.ndarray, discount: float, normalize: bool) -> np.ndarray:
+    """Targets for a minibatch: Q(s) with the taken actions' entries replaced.
+
+    y[a] = r                      if the episode ended
+    y[a] = r + discount * max Q(s') otherwise
+    The reference then divides the whole matrix by its L2 norm.
+    """
+    targets = np.array(current_q, dtype=np.float64, copy=True)
+    bootstrap = np.where(dones, 0.0, discount * next_q.max(axis=1))
+    for row, taken in enumerate(actions):
+        targets[row, list(taken)] = rewards[row] + bootstrap[row]
+    if normalize:
+        norm = np.linalg.norm(targets)
+        if norm > 0:
+            targets = targets / norm
+    return targets.astype(np.float32)
+
+
+class DQNAgent:
+    """Q-network, replay memory and the after-episode training step."""
+
+    def __init__(self, config: HLConfig, seed: int) -> None:
+        self.config = config
+        keras.utils.set_random_seed(seed)
+        self.network = build_q_network(config)
+        self.memory: deque[Transition] = deque(maxlen=config.replay_size)
+        self.rng = np.random.default_rng([seed, 1])
+
+    def remember(self, transition: Transition) -> None:
+        """Store one transition (oldest dropped beyond ``replay_size``)."""
+        self.memory.append(transition)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Network weights, in the order :func:`q_values` expects."""
+        return self.network.get_weights()
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Replace the network weights."""
+        self.network.set_weights(weights)
+
+    def train(self) -> float | None:
+        """Fit one epoch on a random minibatch; None until enough is stored."""
+        cfg = self.config
+        if len(self.memory) < cfg.replay_batch:
+            return None
+        picks = self.rng.choice(len(self.memory), cfg.replay_batch, replace=False)
+        batch = [self.memory[i] for i in picks]
+        states = np.stack([t.state for t in batch]).astype(np.float32)
+        next_states = np.stack([t.next_state for t in batch]).astype(np.float32)
+        weights = self.get_weights()
+        targets = td_targets(
+            q_values(weights, states), q_values(weights, next_states),
+            [t.actions for t in batch],
+            np.array([t.reward for t in batch]),
+            np.array([t.done for t in batch]),
+            cfg.discount, cfg.normalize_targets)
+        history = self.network.fit(states, targets, epochs=1,
+                                   batch_size=cfg.dqn_fit_batch,
+                                   shuffle=False, verbose=0)
+        return float(history.history["loss"][-1])
+
+    def save(self, folder: Path) -> None:
+        """Write ``policy.weights.h5`` and ``policy.json`` (shape metadata)."""
+        self.network.save_weights(folder / POLICY_WEIGHTS)
+        meta = {"num_nodes": self.config.num_nodes,
+                "observation_size": self.config.observation_size,
+                "hidden": [self.config.dqn_hidden_1, self.config.dqn_hidden_2]}
+        (folder / POLICY_META).write_text(json.dumps(meta, indent=2))
+
+    def load(self, folder: Path) -> None:
+        """Load weights saved by :meth:`save`, refusing another shape."""
+        meta_path, weights_path = folder / POLICY_META, folder / POLICY_WEIGHTS
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise ValueError(f"{folder} holds no policy ({POLICY_WEIGHTS} and "
+                             f"{POLICY_META}); point to a run folder")
+        try:
+            meta = json.loads(meta_path.read_text())
+            nodes = int(meta["num_nodes"])
+            hidden = [int(h) for h in meta["hidden"]]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{meta_path} is corrupt; re-train or pick "
+                             "another policy") from None
+        if nodes != self.config.num_nodes or hidden != [
+                self.config.dqn_hidden_1, self.config.dqn_hidden_2]:
+            raise ValueError(f"policy in {folder} is for {nodes} nodes and "
+                             f"hidden sizes {hidden}; this run has "
+                             f"{self.config.num_nodes} nodes")
+        try:
+            self.network.load_weights(weights_path)
+        except Exception as err:  # noqa: BLE001 - h5py/keras raise many kinds
+            raise ValueError(f"{weights_path} is corrupt or not a policy "
+                             f"({type(err).__name__})") from None

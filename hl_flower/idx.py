@@ -1,0 +1,79 @@
+"""Reader for IDX files, the format MNIST and Fashion-MNIST ship in."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+# Third byte of the magic number -> element type (big-endian where it matters).
+_IDX_TYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class IdxError(ValueError):
+    """An IDX file is malformed; the message names the file and the problem."""
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into an array."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise IdxError(f"{path}: not a valid gzip file ({err})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise IdxError(f"{path}: not an IDX file (bad magic number)")
+    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
+    header_end = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header_end:
+        raise IdxError(f"{path}: truncated header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, offset=4))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header_end != expected:
+        raise IdxError(f"{path}: holds {len(raw) - header_end} data bytes, "
+                       f"its header promises {expected} (truncated or corrupt)")
+    return np.frombuffer(raw, dtype, offset=header_end).reshape(shape)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an unsigned-byte array as an IDX file (gzip if ``.gz``)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim])
+    header += np.asarray(array.shape, ">u4").tobytes()
+    payload = header + array.tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def find_idx_file(folder: Path, stem: str) -> Path:
+    """Find ``stem`` or ``stem.gz`` in a folder."""
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise IdxError(f"{folder}: missing {stem} (or {stem}.gz)")
+
+
+def load_idx_folder(folder: Path) -> tuple[np.ndarray, ...]:
+    """Load train/test images and labels from an MNIST-style IDX folder."""
+    if not folder.is_dir():
+        raise IdxError(f"idx folder {folder} does not exist")
+    arrays = []
+    for split in ("train", "t10k"):
+        images = read_idx(find_idx_file(folder, f"{split}-images-idx3-ubyte"))
+        labels = read_idx(find_idx_file(folder, f"{split}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1:
+            raise IdxError(f"{folder}: {split} images must be 3-D and labels "
+                           f"1-D, got {images.ndim}-D and {labels.ndim}-D")
+        if len(images) != len(labels):
+            raise IdxError(f"{folder}: {len(images)} {split} images but "
+                           f"{len(labels)} labels; the counts must agree")
+        arrays += [images, labels]
+    return tuple(arrays)

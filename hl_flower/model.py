@@ -1,0 +1,98 @@
+"""The node model: the reference CNN, built once per process and reused.
+
+Reference (28x28 inputs): Conv2D(20, 5x5, relu) -> MaxPool 2 ->
+Conv2D(50, 5x5, relu) -> MaxPool 2 -> Flatten -> Dense(C, softmax), Adam 1e-3,
+categorical cross-entropy, 33,580 parameters for MNIST. Small inputs such as
+scikit-learn's 8x8 digits are too small for two unpadded 5x5 convolutions, so
+they use ``same`` padding (8x8 -> 4x4 -> 2x2), keeping layers and widths.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import keras  # noqa: E402
+import numpy as np
+
+from . import tf_setup  # noqa: F401  (quiet TF before import)
+
+KERNEL = 5
+POOL = 2
+
+
+def conv_padding(side: int) -> str:
+    """``valid`` when both unpadded convolutions fit the image, else ``same``."""
+    after_first = (side - KERNEL + 1) // POOL
+    return "valid" if after_first - KERNEL + 1 >= POOL else "same"
+
+
+def build_node_model(input_shape: tuple[int, ...], num_classes: int,
+                     learning_rate: float = 1e-3) -> keras.Model:
+    """Build and compile the reference CNN for the given input shape."""
+    padding = conv_padding(int(input_shape[0]))
+    model = keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Conv2D(20, KERNEL, activation="relu", padding=padding),
+        keras.layers.MaxPooling2D(POOL),
+        keras.layers.Conv2D(50, KERNEL, activation="relu", padding=padding),
+        keras.layers.MaxPooling2D(POOL),
+        keras.layers.Flatten(),
+        keras.layers.Dense(num_classes, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    # Create the optimizer's slots now so their state can be saved and reset.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+@functools.lru_cache(maxsize=4)
+def shared_node_model(input_shape: tuple[int, ...], num_classes: int,
+                      learning_rate: float) -> keras.Model:
+    """The process's one node model for this shape (built on first use)."""
+    return build_node_model(input_shape, num_classes, learning_rate)
+
+
+def fresh_weights(input_shape: tuple[int, ...], num_classes: int,
+                  seed: int) -> list[np.ndarray]:
+    """Weights of a newly initialised model, reproducible from ``seed``.
+
+    Re-initialises the shared model's variables with seeded initialisers
+    instead of building a new model.
+    """
+    model = shared_node_model(input_shape, num_classes, 1e-3)
+    rng = np.random.default_rng(seed)
+    weights = []
+    for layer in model.layers:
+        for variable in layer.weights:
+            shape = tuple(variable.shape)
+            if variable.name.endswith("bias") or len(shape) == 1:
+                weights.append(np.zeros(shape, np.float32))
+            else:
+                weights.append(_glorot_uniform(shape, rng))
+    return weights
+
+
+def _glorot_uniform(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Keras' default kernel initialiser, drawn from a numpy generator."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape).astype(np.float32)
+
+
+def _optimizer_slots(model: keras.Model) -> list:
+    """Optimizer variables that training changes (step count, Adam moments)."""
+    return [v for v in model.optimizer.variables if v.name != "learning_rate"]
+
+
+def optimizer_state(model: keras.Model) -> list[np.ndarray]:
+    """The optimizer's step count and Adam moments as arrays."""
+    return [np.asarray(v.numpy()) for v in _optimizer_slots(model)]
+
+
+def set_optimizer_state(model: keras.Model, state: list[np.ndarray] | None) -> None:
+    """Restore the optimizer's slots, or zero them (a fresh Adam) if None."""
+    for i, variable in enumerate(_optimizer_slots(model)):
+        value = np.zeros(variable.shape, variable.dtype) if state is None else state[i]
+        variable.assign(value)

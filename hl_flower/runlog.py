@@ -1,0 +1,116 @@
+"""The run folder: config, per-step and per-episode logs, summary, policy, plots.
+
+``runs/<name>/`` holds ``config.json``, ``steps.csv``, ``episodes.csv``,
+``summary.json``, the trained policy (``policy.weights.h5`` + ``policy.json``)
+and PNG plots. CSV rows are appended and flushed as they happen, so a run
+that stops early still leaves its log.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from strategies.hl import EpisodeResult, StepResult
+
+STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
+                "reward", "hop_cost", "bytes_sent", "policy_sent", "train_loss",
+                "time_train", "time_observe", "time_evaluate", "time_step", "done"]
+EPISODE_COLUMNS = ["episode", "steps", "accuracy", "communication_cost",
+                   "total_reward", "epsilon", "reached_goal", "bytes_sent",
+                   "dqn_loss", "wall_time", "path"]
+
+
+class RunFolderExists(FileExistsError):
+    """The run folder is already there and overwriting was not asked for."""
+
+
+def create_run_folder(path: Path, overwrite: bool) -> Path:
+    """Make the run folder, refusing to touch an existing one."""
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise RunFolderExists(f"run folder {path} already exists; pick another "
+                              "--name or pass --overwrite")
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in ("steps.csv", "episodes.csv", "summary.json"):
+        (path / stale).unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+class RunRecorder:
+    """Appends step and episode rows to CSV files in the run folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.steps: list[StepResult] = []
+        self.episodes: list[EpisodeResult] = []
+
+    def on_step(self, result: StepResult) -> None:
+        """Log one step."""
+        self.steps.append(result)
+        row = dataclasses.asdict(result)
+        row["holder"] = result.holders[0]
+        row["holders"] = " ".join(map(str, result.holders))
+        row["next_node"] = " ".join(map(str, result.next_nodes))
+        self._append("steps.csv", STEP_COLUMNS, row)
+
+    def on_episode(self, result: EpisodeResult) -> None:
+        """Log one episode."""
+        self.episodes.append(result)
+        row = dataclasses.asdict(result)
+        row["path"] = " ".join(map(str, result.path))
+        self._append("episodes.csv", EPISODE_COLUMNS, row)
+
+    def _append(self, name: str, columns: list[str], row: dict[str, Any]) -> None:
+        path = self.folder / name
+        new = not path.exists()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _short(v) for k, v in row.items()})
+
+    def summary(self) -> dict[str, Any]:
+        """Figures over the whole run, for ``summary.json``."""
+        episodes = self.episodes
+        steps = self.steps
+        last = episodes[-1] if episodes else None
+        return {
+            "episodes": len(episodes),
+            "steps_total": len(steps),
+            "goal_reached_episodes": sum(e.reached_goal for e in episodes),
+            "last_episode": dataclasses.asdict(last) if last else None,
+            "mean_steps": _mean([e.steps for e in episodes]),
+            "mean_communication_cost": _mean([e.communication_cost for e in episodes]),
+            "bytes_sent_total": sum(e.bytes_sent for e in episodes),
+            "median_step_seconds": {
+                "step": _median([s.time_step for s in steps]),
+                "train": _median([s.time_train for s in steps]),
+                "evaluate": _median([s.time_evaluate for s in steps]),
+                "observe_and_choose": _median([s.time_observe for s in steps]),
+                "rest": _median([s.time_step - s.time_train - s.time_evaluate
+                                 - s.time_observe for s in steps]),
+            },
+        }
+
+
+def _short(value: Any) -> Any:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None

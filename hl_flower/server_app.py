@@ -1,0 +1,123 @@
+"""What runs on the server: relay the model, evaluate it, train the DQN.
+
+``app`` is the ServerApp that ``flwr run`` loads (settings from the run
+config in ``pyproject.toml``); ``sim.py`` builds its own with
+:func:`make_server_app` so it can show progress and choose the run folder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from flwr.app import ArrayRecord, Context
+from flwr.serverapp import Grid, ServerApp
+
+from strategies.hl import EpisodeResult, HomogeneousLearning, StepResult
+
+from . import tf_setup  # noqa: F401  (quiet TF before import)
+from .config import HLConfig, from_flat, to_flat
+from .data import load_dataset, one_hot
+from .distance import load_distance, reference_distance
+from .dqn import DQNAgent
+from .model import fresh_weights, shared_node_model
+from .plots import plot_last_episode, plot_training
+from .runlog import RunRecorder, create_run_folder, write_json
+
+EVALUATION_BATCH = 500  # accuracy does not depend on it; larger is faster
+
+
+class TestSetEvaluator:
+    """Accuracy of a model on the global test set (one Keras model, reused)."""
+
+    def __init__(self, config: HLConfig) -> None:
+        dataset = load_dataset(config.dataset)
+        self.model = shared_node_model(dataset.input_shape, dataset.num_classes,
+                                       config.learning_rate)
+        self.x = dataset.x_test
+        self.y = one_hot(dataset.y_test, dataset.num_classes)
+
+    def __call__(self, arrays: ArrayRecord) -> float:
+        """Test accuracy of ``arrays``."""
+        self.model.set_weights(arrays.to_numpy_ndarrays())
+        _, accuracy = self.model.evaluate(self.x, self.y, verbose=0,
+                                          batch_size=EVALUATION_BATCH)
+        return float(accuracy)
+
+
+def distance_matrix(config: HLConfig) -> np.ndarray:
+    """The user's distance file, or the reference matrix."""
+    if config.distance_file:
+        return load_distance(config.distance_file, config.num_nodes)
+    return reference_distance(config.num_nodes, config.distance_seed)
+
+
+def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
+    """Fresh seeded initial model for each episode."""
+    dataset = load_dataset(config.dataset)
+
+    def new_model(episode: int) -> ArrayRecord:
+        seed = int(np.random.SeedSequence([config.seed, episode, 0]).generate_state(1)[0])
+        return ArrayRecord(fresh_weights(dataset.input_shape, dataset.num_classes, seed))
+
+    return new_model
+
+
+def run_hl(grid: Grid, config: HLConfig, folder: Path,
+           on_step: Callable[[StepResult], None] | None = None,
+           on_episode: Callable[[EpisodeResult], None] | None = None) -> dict:
+    """Train HL for ``config.episodes`` episodes, logging into ``folder``."""
+    started = time.perf_counter()
+    write_json(folder / "config.json", to_flat(config))
+    agent = DQNAgent(config, seed=config.seed)
+    strategy = HomogeneousLearning(config, agent, distance_matrix(config))
+    recorder = RunRecorder(folder)
+
+    def step_done(result: StepResult) -> None:
+        recorder.on_step(result)
+        if on_step:
+            on_step(result)
+
+    def episode_done(result: EpisodeResult) -> None:
+        recorder.on_episode(result)
+        agent.save(folder)
+        if on_episode:
+            on_episode(result)
+
+    strategy.start(grid, model_factory(config), TestSetEvaluator(config),
+                   on_step=step_done, on_episode=episode_done)
+    summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
+                                    "policy_version": strategy.policy_version}
+    write_json(folder / "summary.json", summary)
+    plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
+    plot_training(recorder.episodes, folder / "training.png")
+    return summary
+
+
+def make_server_app(config: HLConfig, folder: Path,
+                    on_step: Callable[[StepResult], None] | None = None,
+                    on_episode: Callable[[EpisodeResult], None] | None = None
+                    ) -> ServerApp:
+    """A ServerApp bound to these settings and run folder (used by sim.py)."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_hl(grid, config, folder, on_step, on_episode)
+
+    return server_app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """``flwr run`` entry point: settings from the run config."""
+    settings = dict(context.run_config)
+    run_dir = str(settings.pop("run-dir", "") or
+                  f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
+    config = from_flat(settings).validate()
+    run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False))
