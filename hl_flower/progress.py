@@ -22,7 +22,8 @@ class ConsoleProgress:
 
     def __enter__(self) -> ConsoleProgress:
         self.bar = tqdm(total=self.config.episodes, unit="episode", file=sys.stdout,
-                        dynamic_ncols=True, leave=False)
+                        dynamic_ncols=True, leave=False,
+                        disable=not sys.stdout.isatty())
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -41,11 +42,11 @@ class ConsoleProgress:
                 f"steps {episode.steps:2d}  acc {episode.accuracy:.3f}  "
                 f"cost {episode.communication_cost:.3f}  "
                 f"reward {episode.total_reward:7.3f}  eps {episode.epsilon:.3f}")
-        if self.bar is not None:
+        if self.bar is not None and not self.bar.disable:
             self.bar.write(line, file=sys.stdout)
             self.bar.update(1)
         else:
-            print(line)
+            print(line, flush=True)
 
     def summary_line(self) -> str:
         """One closing line over all episodes."""

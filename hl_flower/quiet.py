@@ -21,12 +21,33 @@ def quiet_environment(verbose: bool = False) -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("GLOG_minloglevel", "3")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning)
+    silence_python_warnings()
+    import_tensorflow_quietly()
+
+
+def silence_python_warnings() -> None:
+    """Hide library deprecation chatter (imports may reset the filters)."""
+    for category in (DeprecationWarning, FutureWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr closed: its C++ start-up banner
+    (oneDNN notice) is printed before any log level applies."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def quiet_flower_logger(verbose: bool = False) -> None:
     """Show only Flower's errors (and everything with ``verbose``)."""
     level = logging.DEBUG if verbose else logging.ERROR
     logging.getLogger("flwr").setLevel(level)
+    if not verbose:
+        silence_python_warnings()

@@ -1,0 +1,120 @@
+"""sim.py end to end through Flower's real simulation engine (Ray), on digits.
+
+Each run is a subprocess with tiny settings: 4 nodes, 3 episodes, a replay
+batch small enough that the DQN trains (and the policy changes) between
+episodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
+        "--other-samples", "100", "--learning-rate", "0.005", "--episodes", "3",
+        "--replay-batch", "8", "--dqn-fit-batch", "4", "--epsilon-decay", "0.5"]
+
+
+def run_sim(out: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
+    """Run sim.py and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "sim.py", *TINY, "--out", str(out), "--name", name, *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two runs with seed 0 and one with seed 1."""
+    out = tmp_path_factory.mktemp("runs")
+    folders = {}
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        done = run_sim(out, name, "--seed", seed)
+        assert done.returncode == 0, done.stderr[-3000:]
+        folders[name] = out / name
+        folders[name + "-stdout"] = done.stdout  # type: ignore[assignment]
+    return folders
+
+
+def test_run_folder_has_every_file(runs: dict[str, Path]) -> None:
+    folder = runs["a"]
+    for name in ("config.json", "steps.csv", "episodes.csv", "summary.json",
+                 "policy.weights.h5", "policy.json", "last_episode_accuracy.png",
+                 "training.png"):
+        assert (folder / name).stat().st_size > 0, name
+    config = json.loads((folder / "config.json").read_text())
+    assert config["num-nodes"] == 4 and config["dataset"] == "digits"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["episodes"] == 3
+    assert summary["steps_total"] == len(read_csv(folder / "steps.csv"))
+    assert (folder / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_line_per_episode_on_stdout(runs: dict[str, Path]) -> None:
+    lines = [line for line in str(runs["a-stdout"]).splitlines()
+             if line.startswith("episode")]
+    assert len(lines) == 3
+    assert all("steps" in line and "cost" in line and "eps" in line for line in lines)
+
+
+def test_model_goes_where_the_holder_chose(runs: dict[str, Path]) -> None:
+    steps = read_csv(runs["a"] / "steps.csv")
+    episodes = read_csv(runs["a"] / "episodes.csv")
+    assert len(episodes) == 3
+    for episode in range(3):
+        rows = [r for r in steps if int(r["episode"]) == episode]
+        assert rows[0]["holder"] == "0"  # the starter
+        assert [int(r["step"]) for r in rows] == list(range(1, len(rows) + 1))
+        for before, after in zip(rows, rows[1:], strict=False):
+            assert before["next_node"] == after["holder"]
+            assert 0 <= int(after["holder"]) < 4
+        assert rows[-1]["done"] == "True" and rows[-1]["next_node"] == ""
+        assert int(episodes[episode]["steps"]) == len(rows)
+        # The episode ends at the goal or the cap, never later.
+        accuracy = [float(r["accuracy"]) for r in rows]
+        assert all(a < 0.8 for a in accuracy[:-1])
+        assert accuracy[-1] >= 0.8 or len(rows) == 36
+
+
+def test_accuracy_rises_from_the_untrained_model(runs: dict[str, Path]) -> None:
+    steps = read_csv(runs["a"] / "steps.csv")
+    first = [r for r in steps if r["step"] == "1"]
+    last_of_episode = {r["episode"]: float(r["accuracy"]) for r in steps}
+    for row in first:
+        assert float(row["accuracy"]) < 0.4
+    assert min(last_of_episode.values()) > 0.6
+
+
+def test_policy_is_sent_only_to_stale_nodes(runs: dict[str, Path]) -> None:
+    steps = read_csv(runs["a"] / "steps.csv")
+    episodes = read_csv(runs["a"] / "episodes.csv")
+    assert any(e["dqn_loss"] for e in episodes)  # the DQN trained, so versions moved
+    for episode in range(3):
+        rows = [r for r in steps if int(r["episode"]) == episode]
+        sent_to = [r["holder"] for r in rows if r["policy_sent"] == "True"]
+        assert len(sent_to) == len(set(sent_to))  # once per node and version
+        visited = {r["holder"] for r in rows}
+        assert set(sent_to) <= visited
+    without_policy = [int(r["bytes_sent"]) for r in steps if r["policy_sent"] == "False"]
+    with_policy = [int(r["bytes_sent"]) for r in steps if r["policy_sent"] == "True"]
+    assert with_policy and without_policy
+    assert min(with_policy) > max(without_policy)
+
+
+def test_same_seed_same_nodes_other_seed_differs(runs: dict[str, Path]) -> None:
+    def path(name: str) -> list[tuple[str, str, str]]:
+        return [(r["episode"], r["holder"], r["next_node"])
+                for r in read_csv(runs[name] / "steps.csv")]
+
+    assert path("a") == path("b")
+    assert path("a") != path("c")

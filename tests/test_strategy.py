@@ -1,0 +1,82 @@
+"""HomogeneousLearning's round construction: one message, to the chosen node,
+with the policy only when the node's copy is stale."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, MessageType
+from flwr.supercore.task_identity import TaskIdentity
+
+from hl_flower.config import HLConfig
+from hl_flower.distance import reference_distance
+from hl_flower.dqn import DQNAgent
+from hl_flower.messages import ARRAYS, POLICY, STEP
+from strategies.hl import HomogeneousLearning
+
+NODE_IDS = {0: 1001, 1: 2002, 2: 3003, 3: 4004}
+
+
+@pytest.fixture(autouse=True)
+def server_identity() -> None:
+    """Messages are stamped with the run's identity, as inside a ServerApp."""
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 7, 1, 0
+
+
+@pytest.fixture()
+def strategy() -> HomogeneousLearning:
+    config = HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8)
+    hl = HomogeneousLearning(config, DQNAgent(config, seed=0),
+                             reference_distance(4))
+    hl.node_ids = dict(NODE_IDS)
+    return hl
+
+
+def step_config(decide: bool = True, version: int = 1) -> ConfigRecord:
+    return ConfigRecord({"episode": 0, "step": 2, "epsilon": 1.0,
+                         "policy-version": version, "decide": decide})
+
+
+def test_round_sends_one_message_to_the_chosen_node(strategy: HomogeneousLearning) -> None:
+    arrays = ArrayRecord([np.ones((3, 3), np.float32)])
+    strategy.selected = [2]
+    messages = list(strategy.configure_train(5, arrays, step_config(), grid=None))
+    assert len(messages) == 1
+    message = messages[0]
+    assert message.metadata.dst_node_id == NODE_IDS[2]
+    assert message.metadata.message_type == MessageType.TRAIN
+    assert np.array_equal(message.content[ARRAYS].to_numpy_ndarrays()[0], np.ones((3, 3)))
+    assert message.content[STEP]["step"] == 2
+
+
+def test_policy_is_not_resent_to_a_current_node(strategy: HomogeneousLearning) -> None:
+    arrays = ArrayRecord([np.zeros(2, np.float32)])
+    strategy.selected = [1]
+    first = list(strategy.configure_train(1, arrays, step_config(), None))[0]
+    assert POLICY in first.content.array_records
+    assert strategy.policy_sent_this_round
+    sent = first.content[POLICY].to_numpy_ndarrays()
+    assert all(np.array_equal(a, b) for a, b in zip(sent, strategy.agent.get_weights(),
+                                                     strict=True))
+    again = list(strategy.configure_train(2, arrays, step_config(), None))[0]
+    assert POLICY not in again.content.array_records
+    assert not strategy.policy_sent_this_round
+    assert strategy.bytes_this_round == 8  # two float32 values, no policy
+    # A new policy version makes every copy stale again.
+    strategy.policy_version += 1
+    newer = list(strategy.configure_train(3, arrays, step_config(version=2), None))[0]
+    assert POLICY in newer.content.array_records
+
+
+def test_k_nodes_get_k_messages_and_no_policy(strategy: HomogeneousLearning) -> None:
+    arrays = ArrayRecord([np.zeros(2, np.float32)])
+    strategy.selected = [3, 0]
+    messages = list(strategy.configure_train(1, arrays, step_config(decide=False), None))
+    assert [m.metadata.dst_node_id for m in messages] == [NODE_IDS[3], NODE_IDS[0]]
+    assert all(POLICY not in m.content.array_records for m in messages)
+
+
+def test_flower_evaluation_rounds_are_empty(strategy: HomogeneousLearning) -> None:
+    arrays = ArrayRecord([np.zeros(2, np.float32)])
+    assert list(strategy.configure_evaluate(1, arrays, ConfigRecord(), None)) == []
+    assert strategy.aggregate_evaluate(1, []) is None
