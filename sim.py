@@ -17,7 +17,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from hl_flower.quiet import quiet_environment, quiet_flower_logger
+from hl_flower.quiet import import_tensorflow_quietly, quiet_environment, quiet_flower_logger
 
 quiet_environment(verbose="--verbose" in sys.argv)
 
@@ -68,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> HLConfig:
 def check_inputs(config: HLConfig) -> None:
     """Load the data and distances now, so bad input fails before any run."""
     from hl_flower.data import check_partitions, load_dataset
-    from hl_flower.server_app import distance_matrix
+    from hl_flower.distance import distance_matrix
 
     dataset = load_dataset(config.dataset)
     check_partitions(dataset, config.num_nodes, config.main_samples,
@@ -85,6 +85,8 @@ def default_name(args: argparse.Namespace, config: HLConfig) -> str:
 
 def run(args: argparse.Namespace, config: HLConfig, folder: Path) -> dict:
     """Start the simulation with one virtual SuperNode per HL node."""
+    if not args.verbose:
+        import_tensorflow_quietly()
     from flwr.simulation import run_simulation
 
     from hl_flower.client_app import app as client_app

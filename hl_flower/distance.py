@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import HLConfig
+
 
 class DistanceError(ValueError):
     """A distance file is unusable; the message names the problem."""
@@ -51,6 +53,13 @@ def load_distance(path: str, num_nodes: int) -> np.ndarray:
         raise DistanceError(f"--distance-file {path} is not symmetric; "
                             "d[i][j] must equal d[j][i]")
     return matrix
+
+
+def distance_matrix(config: HLConfig) -> np.ndarray:
+    """The user's distance file, or the reference matrix."""
+    if config.distance_file:
+        return load_distance(config.distance_file, config.num_nodes)
+    return reference_distance(config.num_nodes, config.distance_seed)
 
 
 def step_reward(accuracy: float, goal: float, hop_cost: float,

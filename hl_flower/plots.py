@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -10,7 +11,8 @@ matplotlib.use("Agg")  # files only, no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from strategies.hl import EpisodeResult, StepResult  # noqa: E402
+if TYPE_CHECKING:
+    from strategies.hl import EpisodeResult, StepResult
 
 
 def plot_last_episode(steps: list[StepResult], goal: float, path: Path) -> None:

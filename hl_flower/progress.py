@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import statistics
 import sys
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from strategies.hl import EpisodeResult, StepResult
+if TYPE_CHECKING:
+    from strategies.hl import EpisodeResult, StepResult
+
 
 from .config import HLConfig
 

@@ -22,7 +22,6 @@ def quiet_environment(verbose: bool = False) -> None:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("GLOG_minloglevel", "3")
     silence_python_warnings()
-    import_tensorflow_quietly()
 
 
 def silence_python_warnings() -> None:

@@ -13,9 +13,11 @@ import dataclasses
 import json
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from strategies.hl import EpisodeResult, StepResult
+if TYPE_CHECKING:
+    from strategies.hl import EpisodeResult, StepResult
+
 
 STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
                 "reward", "hop_cost", "bytes_sent", "policy_sent", "train_loss",

@@ -20,7 +20,7 @@ from strategies.hl import EpisodeResult, HomogeneousLearning, StepResult
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import HLConfig, from_flat, to_flat
 from .data import load_dataset, one_hot
-from .distance import load_distance, reference_distance
+from .distance import distance_matrix
 from .dqn import DQNAgent
 from .model import fresh_weights, shared_node_model
 from .plots import plot_last_episode, plot_training
@@ -45,13 +45,6 @@ class TestSetEvaluator:
         _, accuracy = self.model.evaluate(self.x, self.y, verbose=0,
                                           batch_size=EVALUATION_BATCH)
         return float(accuracy)
-
-
-def distance_matrix(config: HLConfig) -> np.ndarray:
-    """The user's distance file, or the reference matrix."""
-    if config.distance_file:
-        return load_distance(config.distance_file, config.num_nodes)
-    return reference_distance(config.num_nodes, config.distance_seed)
 
 
 def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:

@@ -1,0 +1,72 @@
+"""sim.py refuses bad input with one line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "sim.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def write_bad_distances(folder: Path) -> dict[str, Path]:
+    files = {"asymmetric": folder / "asym.csv", "nan": folder / "nan.csv",
+             "words": folder / "words.csv", "size": folder / "size.npy"}
+    asym = np.ones((10, 10))
+    asym[0, 1] = 5
+    np.savetxt(files["asymmetric"], asym, delimiter=",")
+    nan = np.zeros((10, 10))
+    nan[2, 3] = nan[3, 2] = np.nan
+    np.savetxt(files["nan"], nan, delimiter=",")
+    files["words"].write_text("a,b\nc,d\n")
+    np.save(files["size"], np.zeros((4, 4)))
+    return files
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--nodes", "1"], "--nodes"),
+    (["--k", "11"], "--k"),
+    (["--goal", "1.5"], "--goal"),
+    (["--episodes", "0"], "--episodes"),
+    (["--starter", "10"], "--starter"),
+    (["--dataset", "cifar"], "unknown dataset"),
+    (["--preset", "nope"], "--preset"),
+    (["--partition", "iid"], "--partition"),
+    (["--nodes", "ten"], "num-nodes"),
+    (["--dataset", "digits"], "--main-samples"),
+    (["--dataset", "idx:/nonexistent/folder"], "does not exist"),
+    (["--distance-file", "/nonexistent.csv"], "does not exist"),
+    (["--distance-file", "{asymmetric}"], "not symmetric"),
+    (["--distance-file", "{nan}"], "NaN"),
+    (["--distance-file", "{words}"], "not a numeric matrix"),
+    (["--distance-file", "{size}"], "4 x 4"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
+                                          expected: str) -> None:
+    files = write_bad_distances(tmp_path)
+    args = [a.format(**files) for a in args]
+    done = sim(*args, "--out", str(tmp_path / "runs"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error:") and expected in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_existing_run_folder_is_refused_and_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "runs" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "steps.csv").write_text("precious\n")
+    done = sim("--out", str(tmp_path / "runs"), "--name", "mine")
+    assert done.returncode == 2
+    assert "--overwrite" in done.stderr
+    assert (folder / "steps.csv").read_text() == "precious\n"

@@ -1,0 +1,203 @@
+"""HL settings (hl_flower.config): reference defaults, flat round trip, validation, presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from hl_flower.config import ConfigError, HLConfig, from_flat, preset, to_flat
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_defaults_are_the_reference_settings() -> None:
+    c = HLConfig()
+    assert c.dataset == "mnist-5k"
+    assert c.partition == "reference"
+    assert c.num_nodes == 10
+    assert (c.main_samples, c.other_samples) == (400, 100)
+    assert c.local_epochs == 1
+    assert c.batch_size == 32
+    assert c.learning_rate == 1e-3
+    assert c.goal == 0.8
+    assert c.max_steps == 36
+    assert c.episodes == 120
+    assert c.starter == 0
+    assert c.k == 1
+    assert c.reward_base == 32.0
+    assert c.epsilon_start == 1.0
+    assert c.epsilon_decay == 0.02
+    assert (c.dqn_hidden_1, c.dqn_hidden_2) == (500, 200)
+    assert c.dqn_learning_rate == 1e-3
+    assert c.replay_size == 50_000
+    assert c.replay_batch == 128
+    assert c.dqn_fit_batch == 16
+    assert c.discount == 0.9
+    assert c.normalize_targets is True
+    assert c.pca_components == 10
+    assert c.distance_file == ""
+    assert c.distance_seed == 0
+
+
+def test_defaults_validate() -> None:
+    assert HLConfig().validate() == HLConfig()
+
+
+def test_observation_size_is_nodes_times_components() -> None:
+    assert HLConfig().observation_size == 100
+    assert HLConfig(num_nodes=4, pca_components=3).observation_size == 12
+
+
+def test_config_is_immutable_and_replace_copies() -> None:
+    c = HLConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.num_nodes = 3  # type: ignore[misc]
+    changed = c.replace(num_nodes=4)
+    assert changed.num_nodes == 4
+    assert c.num_nodes == 10
+
+
+def test_to_flat_uses_kebab_case_keys_for_every_field() -> None:
+    flat = to_flat(HLConfig())
+    assert len(flat) == len(dataclasses.fields(HLConfig))
+    assert flat["num-nodes"] == 10
+    assert flat["main-samples"] == 400
+    assert flat["normalize-targets"] is True
+    assert all("_" not in key for key in flat)
+
+
+def test_flat_round_trip_restores_the_config() -> None:
+    config = HLConfig(dataset="digits", partition="disjoint", num_nodes=4, main_samples=50,
+                      other_samples=0, goal=0.5, k=2, normalize_targets=False,
+                      distance_file="/tmp/d.csv", reply_timeout=12.5)
+    assert from_flat(to_flat(config)) == config
+    assert from_flat(to_flat(HLConfig())) == HLConfig()
+
+
+def test_from_flat_applies_changes_on_the_base() -> None:
+    base = HLConfig(episodes=8)
+    config = from_flat({"num-nodes": 4, "goal": 0.5}, base=base)
+    assert (config.num_nodes, config.goal, config.episodes) == (4, 0.5, 8)
+
+
+def test_from_flat_converts_strings_to_field_types() -> None:
+    config = from_flat({"num-nodes": "4", "goal": "0.5", "normalize-targets": "false",
+                        "learning-rate": 1})
+    assert config.num_nodes == 4 and isinstance(config.num_nodes, int)
+    assert config.goal == 0.5 and isinstance(config.goal, float)
+    assert config.normalize_targets is False
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+
+
+def test_from_flat_accepts_integral_float_for_int() -> None:
+    assert from_flat({"episodes": 5.0}).episodes == 5
+
+
+def test_from_flat_rejects_unknown_key() -> None:
+    with pytest.raises(ConfigError, match="unknown setting 'nodez'"):
+        from_flat({"nodez": 4})
+
+
+def test_from_flat_rejects_snake_case_key() -> None:
+    with pytest.raises(ConfigError, match="unknown setting"):
+        from_flat({"num_nodes": 4})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("num-nodes", "ten"),
+        ("num-nodes", 2.5),
+        ("episodes", float("nan")),
+        ("goal", "high"),
+        ("goal", None),
+        ("normalize-targets", "maybe"),
+        ("k", [1]),
+    ],
+)
+def test_from_flat_rejects_badly_typed_values(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"setting '{key}' must be"):
+        from_flat({key: value})
+
+
+@pytest.mark.parametrize(
+    ("changes", "flag"),
+    [
+        ({"num_nodes": 1}, "--nodes"),
+        ({"k": 0}, "--k"),
+        ({"k": 11}, "--k"),
+        ({"goal": 0.0}, "--goal"),
+        ({"goal": 1.01}, "--goal"),
+        ({"goal": float("nan")}, "--goal"),
+        ({"episodes": 0}, "--episodes"),
+        ({"starter": 10}, "--starter"),
+        ({"starter": -1}, "--starter"),
+        ({"partition": "iid"}, "--partition"),
+        ({"other_samples": -1}, "--other-samples"),
+        ({"main_samples": 0}, "--main-samples"),
+        ({"max_steps": 0}, "--max-steps"),
+        ({"learning_rate": 0.0}, "--learning-rate"),
+        ({"dqn_learning_rate": float("inf")}, "--dqn-learning-rate"),
+        ({"epsilon_start": 1.5}, "--epsilon-start"),
+        ({"epsilon_decay": -0.1}, "--epsilon-decay"),
+        ({"discount": 1.1}, "--discount"),
+        ({"replay_batch": 0}, "--replay-batch"),
+    ],
+)
+def test_validate_rejects_bad_setting(changes: dict, flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag):
+        HLConfig(**changes).validate()
+
+
+@pytest.mark.xfail(
+    reason="validate() builds flag names with _flag() and ignores FLAG_ALIASES, so "
+    "num_nodes=0 reports '--num-nodes', a flag sim.py does not have (it is --nodes)",
+    strict=True,
+)
+def test_validate_names_the_nodes_flag_for_zero_nodes() -> None:
+    with pytest.raises(ConfigError, match="--nodes must be"):
+        HLConfig(num_nodes=0).validate()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"num_nodes": 2},
+        {"k": 10},
+        {"goal": 1.0},
+        {"starter": 9},
+        {"partition": "disjoint"},
+        {"other_samples": 0},
+        {"epsilon_decay": 0.0},
+        {"discount": 0.0},
+    ],
+)
+def test_validate_accepts_boundary_values(changes: dict) -> None:
+    config = HLConfig(**changes)
+    assert config.validate() is config
+
+
+def test_paper_preset_equals_defaults() -> None:
+    assert preset("paper") == HLConfig()
+
+
+def test_quick_preset_changes_only_episodes_and_decay() -> None:
+    quick = preset("quick")
+    assert quick.episodes < HLConfig().episodes
+    assert quick.replace(episodes=120, epsilon_decay=0.02) == HLConfig()
+    quick.validate()
+
+
+def test_unknown_preset_raises() -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        preset("nope")
+
+
+def test_pyproject_run_config_matches_defaults() -> None:
+    run_config = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    run_config.pop("run-dir")
+    assert run_config == to_flat(HLConfig())
+    assert from_flat(run_config) == HLConfig()
