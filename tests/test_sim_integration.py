@@ -118,3 +118,16 @@ def test_same_seed_same_nodes_other_seed_differs(runs: dict[str, Path]) -> None:
 
     assert path("a") == path("b")
     assert path("a") != path("c")
+
+
+def test_k2_trains_two_nodes_and_the_lead_chooses(tmp_path: Path) -> None:
+    """k > 1: two nodes train per step, the lead holder picks the next two."""
+    done = run_sim(tmp_path, "k2", "--k", "2", "--episodes", "1", "--goal", "0.7")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = read_csv(tmp_path / "k2" / "steps.csv")
+    assert rows[0]["holders"].split()[0] == "0"
+    for before, after in zip(rows, rows[1:], strict=False):
+        chosen = before["next_node"].split()
+        assert len(chosen) == 2 and len(set(chosen)) == 2
+        assert after["holders"].split() == chosen
+    assert float(rows[-1]["accuracy"]) > float(rows[0]["accuracy"])
