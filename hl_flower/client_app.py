@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import time
 
-import keras  # noqa: E402
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -34,7 +33,7 @@ from .messages import (
     STREAM_FIT,
     step_seed,
 )
-from .model import optimizer_state, set_optimizer_state, shared_node_model
+from .model import LocalTrainer, optimizer_state, set_optimizer_state, shared_trainer
 from .observation import flatten_weights, reference_observation
 
 app = ClientApp()
@@ -91,22 +90,20 @@ def decide(policy: list, observation: np.ndarray, step: ConfigRecord,
     return choose_nodes(q, config.k, float(step["epsilon"]), rng)
 
 
-def _fit_local(model: keras.Model, data: Partition, config: HLConfig,
+def _fit_local(trainer: LocalTrainer, data: Partition, config: HLConfig,
                context: Context, episode: int, step: int, node: int) -> float:
     """One local training run; Adam's state persists per node within an episode."""
+    model = trainer.model
     if (STATE_OPTIMIZER in context.state
             and int(context.state[STATE_OPTIMIZER_EPISODE]["episode"]) == episode):
         set_optimizer_state(model, context.state[STATE_OPTIMIZER].to_numpy_ndarrays())
     else:
         set_optimizer_state(model, None)
-    keras.utils.set_random_seed(
-        int(np.random.SeedSequence(step_seed(config.seed, episode, step, STREAM_FIT)
-                                   + [node]).generate_state(1)[0]))
-    history = model.fit(data.x, data.y, epochs=config.local_epochs,
-                        batch_size=config.batch_size, shuffle=True, verbose=0)
+    rng = np.random.default_rng(step_seed(config.seed, episode, step, STREAM_FIT) + [node])
+    loss = trainer.fit_epochs(data.x, data.y, config.local_epochs, config.batch_size, rng)
     context.state[STATE_OPTIMIZER] = ArrayRecord(optimizer_state(model))
     context.state[STATE_OPTIMIZER_EPISODE] = ConfigRecord({"episode": episode})
-    return float(history.history["loss"][-1])
+    return loss
 
 
 @app.train()
@@ -118,13 +115,13 @@ def train(message: Message, context: Context) -> Message:
     started = time.perf_counter()
     data = node_partition(config, node)
     dataset = load_dataset(config.dataset)
-    model = shared_node_model(dataset.input_shape, dataset.num_classes,
-                              config.learning_rate)
+    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
+                             config.learning_rate)
     global_weights = message.content[ARRAYS].to_numpy_ndarrays()
-    model.set_weights(global_weights)
-    loss = _fit_local(model, data, config, context, int(step["episode"]),
+    trainer.model.set_weights(global_weights)
+    loss = _fit_local(trainer, data, config, context, int(step["episode"]),
                       int(step["step"]), node)
-    trained = model.get_weights()
+    trained = trainer.model.get_weights()
     trained_at = time.perf_counter()
     metrics = MetricRecord({
         "train-loss": loss, "num-examples": len(data.y), "partition-id": node,

@@ -22,11 +22,11 @@ from .config import HLConfig, from_flat, to_flat
 from .data import load_dataset, one_hot
 from .distance import distance_matrix
 from .dqn import DQNAgent
-from .model import fresh_weights, shared_node_model
+from .model import fresh_weights, shared_trainer
 from .plots import plot_last_episode, plot_training
 from .runlog import RunRecorder, create_run_folder, write_json
 
-EVALUATION_BATCH = 500  # accuracy does not depend on it; larger is faster
+EVALUATION_BATCH = 1000  # accuracy does not depend on it; larger is faster
 
 
 class TestSetEvaluator:
@@ -34,17 +34,15 @@ class TestSetEvaluator:
 
     def __init__(self, config: HLConfig) -> None:
         dataset = load_dataset(config.dataset)
-        self.model = shared_node_model(dataset.input_shape, dataset.num_classes,
-                                       config.learning_rate)
+        self.trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
+                                      config.learning_rate)
         self.x = dataset.x_test
         self.y = one_hot(dataset.y_test, dataset.num_classes)
 
     def __call__(self, arrays: ArrayRecord) -> float:
         """Test accuracy of ``arrays``."""
-        self.model.set_weights(arrays.to_numpy_ndarrays())
-        _, accuracy = self.model.evaluate(self.x, self.y, verbose=0,
-                                          batch_size=EVALUATION_BATCH)
-        return float(accuracy)
+        self.trainer.model.set_weights(arrays.to_numpy_ndarrays())
+        return self.trainer.accuracy(self.x, self.y, EVALUATION_BATCH)
 
 
 def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
