@@ -184,11 +184,16 @@ def test_paper_preset_equals_defaults() -> None:
     assert preset("paper") == HLConfig()
 
 
-def test_quick_preset_changes_only_episodes_and_decay() -> None:
-    quick = preset("quick")
-    assert quick.episodes < HLConfig().episodes
-    assert quick.replace(episodes=120, epsilon_decay=0.02) == HLConfig()
-    quick.validate()
+def test_quick_preset_keeps_the_reference_environment() -> None:
+    quick = preset("quick").validate()
+    reference = HLConfig()
+    assert quick.episodes < reference.episodes
+    environment = ("dataset", "partition", "num_nodes", "main_samples", "other_samples",
+                   "local_epochs", "batch_size", "goal", "max_steps", "starter", "k",
+                   "reward_base", "dqn_hidden_1", "dqn_hidden_2", "discount",
+                   "normalize_targets", "pca_components", "distance_file", "distance_seed")
+    for name in environment:
+        assert getattr(quick, name) == getattr(reference, name), name
 
 
 def test_unknown_preset_raises() -> None:

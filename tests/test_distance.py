@@ -9,7 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hl_flower.distance import DistanceError, load_distance, reference_distance, step_reward
+from hl_flower.config import HLConfig
+from hl_flower.distance import (
+    DistanceError,
+    distance_matrix,
+    load_distance,
+    reference_distance,
+    step_reward,
+)
 
 SPEC_TOUR = [0, 3, 4, 6, 1, 5, 9, 7, 8, 2]
 
@@ -179,6 +186,20 @@ def test_npy_holding_a_raw_pickle_is_refused(tmp_path: Path) -> None:
     (tmp_path / "d.npy").write_bytes(pickle.dumps([[0.0, 1.0], [1.0, 0.0]]))
     with pytest.raises(DistanceError):
         load_distance(str(tmp_path / "d.npy"), 2)
+
+
+def test_distance_matrix_defaults_to_the_reference() -> None:
+    assert np.array_equal(distance_matrix(HLConfig()), reference_distance(10, 0))
+    assert np.array_equal(distance_matrix(HLConfig(num_nodes=4, distance_seed=3)),
+                          reference_distance(4, 3))
+
+
+def test_distance_matrix_reads_the_configured_file(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("0,7\n7,0\n")
+    config = HLConfig(num_nodes=2, distance_file=str(tmp_path / "d.csv"))
+    assert distance_matrix(config).tolist() == [[0.0, 7.0], [7.0, 0.0]]
+    with pytest.raises(DistanceError):
+        distance_matrix(config.replace(num_nodes=3))
 
 
 @pytest.mark.parametrize(
