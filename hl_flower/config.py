@@ -111,7 +111,12 @@ class HLConfig:
 
 
 def _flag(field_name: str) -> str:
-    """Kebab-case key of a field (``main_samples`` -> ``main-samples``)."""
+    """Command-line flag of a field (``main_samples`` -> ``main-samples``)."""
+    return FLAG_ALIASES.get(field_name, field_name).replace("_", "-")
+
+
+def _key(field_name: str) -> str:
+    """Kebab-case run-config key of a field (``num_nodes`` -> ``num-nodes``)."""
     return field_name.replace("_", "-")
 
 
@@ -121,13 +126,13 @@ FLAG_ALIASES = {"num_nodes": "nodes"}
 
 def to_flat(config: HLConfig) -> dict[str, Any]:
     """Kebab-case dict of every setting (Flower run config / ConfigRecord)."""
-    return {_flag(f.name): getattr(config, f.name) for f in fields(config)}
+    return {_key(f.name): getattr(config, f.name) for f in fields(config)}
 
 
 def from_flat(values: dict[str, Any], base: HLConfig | None = None) -> HLConfig:
     """Build a config from kebab-case keys; unknown keys are an error."""
     base = base or HLConfig()
-    by_key = {_flag(f.name): f for f in fields(HLConfig)}
+    by_key = {_key(f.name): f for f in fields(HLConfig)}
     changes: dict[str, Any] = {}
     for key, value in values.items():
         field = by_key.get(key)

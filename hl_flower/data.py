@@ -142,11 +142,11 @@ def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
     in_class = np.flatnonzero(labels == own_class)
     main_idx = in_class[block * main:(block + 1) * main]
     if len(main_idx) < main:
+        fits = largest_main_samples(labels, num_nodes, num_classes)
         raise DataError(
             f"node {node} needs {main} samples of class {own_class} "
             f"(slice {block * main}..{(block + 1) * main}) but the training set "
-            f"has {len(in_class)}; use fewer --nodes or --main-samples "
-            f"{len(in_class) // (block + 1)} or less")
+            f"has {len(in_class)}; use fewer --nodes or --main-samples {fits} or less")
     if partition == "reference":
         others = np.flatnonzero(labels != own_class)
         other_idx = others[block * other:(block + 1) * other]
@@ -157,6 +157,13 @@ def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
     else:
         other_idx = _disjoint_other(labels, node, num_nodes, other, num_classes)
     return np.concatenate([main_idx, other_idx])
+
+
+def largest_main_samples(labels: np.ndarray, num_nodes: int, num_classes: int) -> int:
+    """Largest ``main_samples`` with which every node's main slice fits."""
+    counts = np.bincount(labels, minlength=num_classes)
+    return int(min(counts[n % num_classes] // (n // num_classes + 1)
+                   for n in range(num_nodes)))
 
 
 def _disjoint_other_counts(node: int, other: int, num_classes: int) -> dict[int, int]:

@@ -152,11 +152,6 @@ def test_validate_rejects_bad_setting(changes: dict, flag: str) -> None:
         HLConfig(**changes).validate()
 
 
-@pytest.mark.xfail(
-    reason="validate() builds flag names with _flag() and ignores FLAG_ALIASES, so "
-    "num_nodes=0 reports '--num-nodes', a flag sim.py does not have (it is --nodes)",
-    strict=True,
-)
 def test_validate_names_the_nodes_flag_for_zero_nodes() -> None:
     with pytest.raises(ConfigError, match="--nodes must be"):
         HLConfig(num_nodes=0).validate()

@@ -104,11 +104,6 @@ def test_gzip_with_bad_crc_raises_idx_error(tmp_path: Path) -> None:
         read_idx(tmp_path / "x.gz")
 
 
-@pytest.mark.xfail(
-    reason="read_idx catches only OSError/EOFError from gzip.decompress; a corrupt "
-    "deflate stream raises zlib.error, which escapes as a raw zlib.error",
-    strict=True,
-)
 def test_gzip_with_corrupt_deflate_data_raises_idx_error(tmp_path: Path) -> None:
     write_idx(tmp_path / "x.gz", _images(20))
     raw = bytearray((tmp_path / "x.gz").read_bytes())
