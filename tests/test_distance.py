@@ -140,36 +140,23 @@ def test_matrix_for_another_node_count_raises(tmp_path: Path) -> None:
         load_distance(str(tmp_path / "d.npy"), 10)
 
 
-def test_asymmetric_matrix_raises(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("0,1\n2,0\n")
-    with pytest.raises(DistanceError, match="not symmetric"):
-        load_distance(str(tmp_path / "d.csv"), 2)
-
-
-def test_negative_distance_raises(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("0,-1\n-1,0\n")
-    with pytest.raises(DistanceError, match="negative"):
+@pytest.mark.parametrize(("csv_text", "problem"), [
+    ("0,1\n2,0\n", "not symmetric"),
+    ("0,-1\n-1,0\n", "negative"),
+    ("0,nan\nnan,0\n", "NaN"),
+    ("0,far\nfar,0\n", "not a numeric matrix"),
+])
+def test_bad_csv_matrix_raises(tmp_path: Path, csv_text: str, problem: str) -> None:
+    (tmp_path / "d.csv").write_text(csv_text)
+    with pytest.raises(DistanceError, match=problem):
         load_distance(str(tmp_path / "d.csv"), 2)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_or_infinite_distance_raises(tmp_path: Path, bad: float) -> None:
-    matrix = np.array([[0.0, bad], [bad, 0.0]])
-    np.save(tmp_path / "d.npy", matrix)
+    np.save(tmp_path / "d.npy", np.array([[0.0, bad], [bad, 0.0]]))
     with pytest.raises(DistanceError, match="NaN or infinite"):
         load_distance(str(tmp_path / "d.npy"), 2)
-
-
-def test_nan_in_csv_raises(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("0,nan\nnan,0\n")
-    with pytest.raises(DistanceError, match="NaN"):
-        load_distance(str(tmp_path / "d.csv"), 2)
-
-
-def test_non_numeric_csv_raises(tmp_path: Path) -> None:
-    (tmp_path / "d.csv").write_text("0,far\nfar,0\n")
-    with pytest.raises(DistanceError, match="not a numeric matrix"):
-        load_distance(str(tmp_path / "d.csv"), 2)
 
 
 def test_pickled_object_npy_is_refused_without_unpickling(tmp_path: Path) -> None:
