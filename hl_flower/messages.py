@@ -9,7 +9,7 @@ num-examples, partition id, policy version, observation, next nodes).
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, RecordDict
+from flwr.app import RecordDict
 
 ARRAYS = "arrays"
 HL_CONFIG = "hl"
@@ -41,8 +41,3 @@ def step_seed(seed: int, episode: int, step: int, stream: int) -> list[int]:
 # Random streams derived from the run seed
 STREAM_FIT = 1  # batch order of the node's local epoch
 STREAM_EXPLORE = 2  # the holder's epsilon-greedy draw
-
-
-def as_array_record(weights: list) -> ArrayRecord:
-    """Wrap a list of numpy arrays in an ArrayRecord (order kept)."""
-    return ArrayRecord(weights)

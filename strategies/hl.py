@@ -114,6 +114,8 @@ class HomogeneousLearning(Strategy):
         self.run_settings = ConfigRecord(to_flat(config))
         self.bytes_this_round = 0
         self.policy_sent_this_round = False
+        self._previous_global: list[np.ndarray] = []  # k > 1: model before the step
+        self._trained_weights: list[list[np.ndarray]] = []  # last step's updates
 
     # ------------------------------------------------------------------ #
     # Strategy interface
