@@ -53,14 +53,11 @@ def shared_node_model(input_shape: tuple[int, ...], num_classes: int,
     return build_node_model(input_shape, num_classes, learning_rate)
 
 
-def fresh_weights(input_shape: tuple[int, ...], num_classes: int,
-                  seed: int) -> list[np.ndarray]:
-    """Weights of a newly initialised model, reproducible from ``seed``.
+def fresh_weights(model: keras.Model, seed: int) -> list[np.ndarray]:
+    """Newly initialised weights for ``model``'s layers, reproducible from ``seed``.
 
-    Re-initialises the shared model's variables with seeded initialisers
-    instead of building a new model.
+    Drawn with seeded initialisers instead of building a new model.
     """
-    model = shared_node_model(input_shape, num_classes, 1e-3)
     rng = np.random.default_rng(seed)
     weights = []
     for layer in model.layers:

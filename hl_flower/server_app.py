@@ -48,10 +48,12 @@ class TestSetEvaluator:
 def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
     """Fresh seeded initial model for each episode."""
     dataset = load_dataset(config.dataset)
+    model = shared_trainer(dataset.input_shape, dataset.num_classes,
+                           config.learning_rate).model  # the evaluator's model
 
     def new_model(episode: int) -> ArrayRecord:
         seed = int(np.random.SeedSequence([config.seed, episode, 0]).generate_state(1)[0])
-        return ArrayRecord(fresh_weights(dataset.input_shape, dataset.num_classes, seed))
+        return ArrayRecord(fresh_weights(model, seed))
 
     return new_model
 
