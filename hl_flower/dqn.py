@@ -8,6 +8,7 @@ the forward pass, done in numpy from the weights they were sent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import deque
@@ -94,6 +95,15 @@ def td_targets(current_q: np.ndarray, next_q: np.ndarray,
         if norm > 0:
             targets = targets / norm
     return targets.astype(np.float32)
+
+
+def policy_fingerprint(weights: list[np.ndarray]) -> int:
+    """A 56-bit id of the weights' content, so a node can tell whether the
+    policy it holds is the one the server means (any run, any process)."""
+    digest = hashlib.blake2b(digest_size=7)
+    for array in weights:
+        digest.update(np.ascontiguousarray(array, np.float32).tobytes())
+    return int.from_bytes(digest.digest(), "big") or 1  # 0 means "no policy"
 
 
 class DQNAgent:

@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 if TYPE_CHECKING:
-    from strategies.hl import EpisodeResult, StepResult
+    from strategies import EpisodeResult, StepResult
 
 
 def plot_last_episode(steps: list[StepResult], goal: float, path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from strategies.hl import EpisodeResult, StepResult
+    from strategies import EpisodeResult, StepResult
 
 
 from .config import HLConfig

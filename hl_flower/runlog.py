@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from strategies.hl import EpisodeResult, StepResult
+    from strategies import EpisodeResult, StepResult
 
 
 STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
-                "reward", "hop_cost", "bytes_sent", "policy_sent", "train_loss",
-                "time_train", "time_observe", "time_evaluate", "time_step", "done"]
+                "reward", "hop_cost", "bytes_sent", "model_transfers", "policy_sent",
+                "train_loss", "time_train", "time_observe", "time_evaluate", "time_step", "done"]
 EPISODE_COLUMNS = ["episode", "steps", "accuracy", "communication_cost",
                    "total_reward", "epsilon", "reached_goal", "bytes_sent",
-                   "dqn_loss", "wall_time", "path"]
+                   "model_transfers", "dqn_loss", "wall_time", "path"]
 
 
 class RunFolderExists(FileExistsError):

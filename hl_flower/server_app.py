@@ -15,7 +15,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from strategies.hl import EpisodeResult, HomogeneousLearning, StepResult
+from strategies import EpisodeResult, HomogeneousLearning, StepResult
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import HLConfig, from_flat, to_flat
@@ -82,7 +82,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     strategy.start(grid, model_factory(config), TestSetEvaluator(config),
                    on_step=step_done, on_episode=episode_done)
     summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
-                                    "policy_version": strategy.policy_version}
+                                    "policy_updates": strategy.policy_updates}
     write_json(folder / "summary.json", summary)
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
     plot_training(recorder.episodes, folder / "training.png")

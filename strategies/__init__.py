@@ -1,5 +1,16 @@
-"""Flower strategies: Homogeneous Learning and the baselines it is compared with."""
+"""Flower strategies: HL and the baselines it is compared with."""
 
-from .hl import EpisodeResult, HomogeneousLearning, StepResult
+from .baselines import NearestUnvisited, RandomHop, RoundRobin, RuleBasedHop, Standalone
+from .episodes import EpisodeResult, NodeFailure, RoundOutcome, StepResult
+from .fedavg import FedAvgBaseline
+from .hl import HomogeneousLearning
+from .metered_grid import MeteredGrid, Traffic
+from .travelling import TravellingModel
 
-__all__ = ["EpisodeResult", "HomogeneousLearning", "StepResult"]
+HOP_BASELINES: dict[str, type[RuleBasedHop]] = {
+    rule.name: rule for rule in (RandomHop, RoundRobin, NearestUnvisited, Standalone)}
+
+__all__ = ["HOP_BASELINES", "EpisodeResult", "FedAvgBaseline", "HomogeneousLearning",
+           "MeteredGrid", "NearestUnvisited", "NodeFailure", "RandomHop", "RoundOutcome",
+           "RoundRobin", "RuleBasedHop", "Standalone", "StepResult", "Traffic",
+           "TravellingModel"]

@@ -1,0 +1,87 @@
+"""Fixed next-node rules to compare HL with, on the same nodes and settings.
+
+Each is a :class:`TravellingModel` whose server applies a rule instead of the
+holder's DQN: the node trains exactly as under HL (one local epoch on the
+travelling model), only the choice of the next node differs. They move one
+node at a time (k = 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import ConfigRecord, MetricRecord
+from flwr.serverapp import Grid
+
+from hl_flower.config import HLConfig
+
+from .travelling import TravellingModel
+
+
+class RuleBasedHop(TravellingModel):
+    """A travelling model whose next node comes from :meth:`next_node`."""
+
+    def __init__(self, config: HLConfig, distance: np.ndarray) -> None:
+        super().__init__(config, distance)
+        self.rng = np.random.default_rng([config.seed, 7])
+
+    def next_node(self, holder: int) -> int:
+        """The node that trains after ``holder``."""
+        raise NotImplementedError
+
+    def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
+                    ) -> tuple[None, list[int]]:
+        """Apply the rule to the current holder."""
+        return None, [self.next_node(self.selected[0])]
+
+
+class RandomHop(RuleBasedHop):
+    """Next node uniformly at random among all N (the paper's baseline)."""
+
+    name = "RandomHop"
+
+    def next_node(self, holder: int) -> int:
+        """Any node, the holder included, with equal probability."""
+        return int(self.rng.integers(self.config.num_nodes))
+
+
+class RoundRobin(RuleBasedHop):
+    """Nodes in a fixed cycle from the starter, as ``FedXgbCyclic`` does."""
+
+    name = "RoundRobin"
+
+    def next_node(self, holder: int) -> int:
+        """The next partition id, wrapping around."""
+        return (holder + 1) % self.config.num_nodes
+
+
+class NearestUnvisited(RuleBasedHop):
+    """Greedy on the distance matrix among nodes not yet visited in this pass.
+
+    When every node has been visited the pass is over and a new one starts
+    from the holder (the holder counts as visited).
+    """
+
+    name = "NearestUnvisited"
+
+    def begin_episode(self, episode: int) -> None:
+        """A new pass starts at the starter."""
+        super().begin_episode(episode)
+        self.visited = {self.config.starter}
+
+    def next_node(self, holder: int) -> int:
+        """The closest node not visited in this pass (lowest id on ties)."""
+        self.visited.add(holder)
+        if len(self.visited) == self.config.num_nodes:
+            self.visited = {holder}
+        candidates = [n for n in range(self.config.num_nodes) if n not in self.visited]
+        return min(candidates, key=lambda n: (self.distance[holder, n], n))
+
+
+class Standalone(RuleBasedHop):
+    """The starter trains alone every step (the paper's standalone learning)."""
+
+    name = "Standalone"
+
+    def next_node(self, holder: int) -> int:
+        """The model never leaves the holder."""
+        return holder

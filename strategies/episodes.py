@@ -1,0 +1,208 @@
+"""The episode loop every strategy here shares: rounds until the goal or the cap.
+
+An episode starts from a fresh model and plays Flower rounds until the test
+accuracy reaches the goal or the step cap. What a round does (which nodes
+train, how their models are combined, who gets the model next) is the
+strategy's ``play_round``; the loop around it (evaluation, reward, hop cost,
+traffic, timing, results) is written once here, so HL, the hop baselines and
+FedAvg are measured the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp import Grid
+
+from hl_flower.config import HLConfig
+from hl_flower.distance import step_reward
+
+from .metered_grid import MeteredGrid, Traffic
+
+
+class NodeFailure(RuntimeError):
+    """A node replied with an error or did not reply in time."""
+
+
+@dataclass
+class RoundOutcome:
+    """What one round produced, before the server evaluates it."""
+
+    arrays: ArrayRecord  # the model after the round
+    holders: list[int]  # partitions that trained
+    next_nodes: list[int]  # who trains next (empty for FedAvg: it samples)
+    observation: np.ndarray | None  # the DQN's state (HL only)
+    train_loss: float
+    time_train: float  # on the node(s): local epoch
+    time_observe: float  # on the node: observation and DQN choice
+
+
+@dataclass
+class StepResult:
+    """What happened in one step (one Flower round)."""
+
+    episode: int
+    step: int
+    holders: list[int]  # partitions that trained this step
+    next_nodes: list[int]  # the choice for the next step (empty when done)
+    accuracy: float
+    reward: float
+    hop_cost: float  # NaN where no hop is defined (FedAvg)
+    bytes_sent: int  # array payloads, both directions, counted on the grid
+    model_transfers: int  # messages carrying the model, both directions
+    policy_sent: bool
+    train_loss: float
+    time_train: float  # on the node: local epoch
+    time_observe: float  # on the node: observation and DQN choice
+    time_evaluate: float  # on the server: test-set evaluation
+    time_step: float  # whole round as the server saw it
+    done: bool
+
+
+@dataclass
+class EpisodeResult:
+    """Summary of one episode."""
+
+    episode: int
+    steps: int
+    accuracy: float
+    communication_cost: float
+    total_reward: float
+    epsilon: float
+    reached_goal: bool
+    bytes_sent: int
+    dqn_loss: float | None
+    wall_time: float
+    path: list[int] = field(default_factory=list)
+    model_transfers: int = 0
+
+
+StepCallback = Callable[[StepResult], None]
+EpisodeCallback = Callable[[EpisodeResult], None]
+
+
+class EpisodeLoop:
+    """Mixin: episodes of rounds until the goal, for any ``play_round``.
+
+    Subclasses set ``config`` and ``distance`` and implement ``play_round``;
+    the hooks ``begin_episode``, ``after_step``, ``after_episode``,
+    ``epsilon`` and ``hop_cost`` have neutral defaults.
+    """
+
+    config: HLConfig
+    distance: np.ndarray | None
+
+    # -- hooks ----------------------------------------------------------- #
+    def prepare(self, grid: Grid) -> None:
+        """Once before the first episode (e.g. learn which node is which)."""
+
+    def begin_episode(self, episode: int) -> None:
+        """Reset per-episode state."""
+
+    def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
+                   step_config: ConfigRecord) -> RoundOutcome:
+        """Train for one step and say who trains next."""
+        raise NotImplementedError
+
+    def after_step(self, outcome: RoundOutcome, reward: float, done: bool) -> None:
+        """See each step's outcome (HL stores transitions here)."""
+
+    def after_episode(self) -> float | None:
+        """Between episodes (HL trains the DQN here); returns a loss or None."""
+        return None
+
+    def epsilon(self, episode: int) -> float:
+        """Exploration rate of the episode (0 for rules)."""
+        return 0.0
+
+    def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
+        """Extra entries for the round's step config."""
+        return {}
+
+    def hop_cost(self, previous: list[int] | None, holders: list[int]) -> float:
+        """Distance the model travelled from the last lead holder to this one."""
+        if self.distance is None:
+            return math.nan
+        if previous is None:
+            return 0.0
+        return float(self.distance[previous[0], holders[0]])
+
+    # -- the loop -------------------------------------------------------- #
+    def start(  # type: ignore[override]  # episodes, not a fixed round count
+        self, grid: Grid, new_model: Callable[[int], ArrayRecord],
+        evaluate_fn: Callable[[ArrayRecord], float], episodes: int | None = None,
+        on_step: StepCallback | None = None, on_episode: EpisodeCallback | None = None,
+        first_episode: int = 0,
+    ) -> list[EpisodeResult]:
+        """Run ``episodes`` episodes, each from ``new_model(episode)``.
+
+        ``evaluate_fn`` returns the test accuracy of a model. ``on_step`` and
+        ``on_episode`` see the results as they happen.
+        """
+        grid = MeteredGrid.wrap(grid)
+        episodes = self.config.episodes if episodes is None else episodes
+        self.prepare(grid)
+        results = []
+        server_round = 0
+        for episode in range(first_episode, first_episode + episodes):
+            result, server_round = self.run_episode(
+                grid, episode, new_model(episode), evaluate_fn, server_round, on_step)
+            if on_episode:
+                on_episode(result)
+            results.append(result)
+        return results
+
+    def run_episode(self, grid: MeteredGrid, episode: int, arrays: ArrayRecord,
+                    evaluate_fn: Callable[[ArrayRecord], float], server_round: int,
+                    on_step: StepCallback | None = None) -> tuple[EpisodeResult, int]:
+        """Play rounds from ``arrays`` until the goal or the step cap."""
+        cfg = self.config
+        started = time.perf_counter()
+        epsilon = self.epsilon(episode)
+        self.begin_episode(episode)
+        previous: list[int] | None = None
+        total_reward = cost = 0.0
+        traffic = Traffic()
+        path: list[int] = []
+        accuracy = 0.0
+        for step in range(1, cfg.max_steps + 1):
+            server_round += 1
+            step_started, before = time.perf_counter(), grid.traffic
+            step_config = ConfigRecord({
+                "episode": episode, "step": step, "epsilon": epsilon,
+                "server-round": server_round, "decide": False,
+                "policy-version": 0} | self.step_settings(episode, step, epsilon))
+            outcome = self.play_round(grid, server_round, arrays, step_config)
+            arrays = outcome.arrays
+            evaluated = time.perf_counter()
+            accuracy = float(evaluate_fn(arrays))
+            time_evaluate = time.perf_counter() - evaluated
+            hop = self.hop_cost(previous, outcome.holders)
+            reward = step_reward(accuracy, cfg.goal, hop, cfg.reward_base)
+            done = accuracy >= cfg.goal or step >= cfg.max_steps
+            self.after_step(outcome, reward, done)
+            used = grid.traffic - before
+            traffic += used
+            total_reward += reward
+            cost += hop
+            path.append(outcome.holders[0])
+            if on_step:
+                on_step(StepResult(
+                    episode, step, outcome.holders, [] if done else outcome.next_nodes,
+                    accuracy, reward, hop, used.bytes, used.model_transfers,
+                    used.policy_transfers > 0, outcome.train_loss, outcome.time_train,
+                    outcome.time_observe, time_evaluate,
+                    time.perf_counter() - step_started, done))
+            if done:
+                break
+            previous = outcome.holders
+        dqn_loss = self.after_episode()
+        return EpisodeResult(
+            episode, step, accuracy, cost, total_reward, epsilon, accuracy >= cfg.goal,
+            traffic.bytes, dqn_loss, time.perf_counter() - started, path,
+            traffic.model_transfers), server_round

@@ -1,0 +1,105 @@
+"""A Grid that counts what actually travels: payload bytes and model transfers.
+
+Every strategy here (HL, the hop baselines, Flower's FedAvg) talks to the
+nodes through a :class:`MeteredGrid`, so the bytes a run reports are summed
+from the messages it sent and received, in both directions, not computed
+from a formula.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+
+from hl_flower.messages import ARRAYS, POLICY, payload_bytes
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """Counters of messages that went through the grid, both directions."""
+
+    bytes: int = 0  # array payloads: models and policies
+    model_transfers: int = 0  # messages carrying model weights
+    policy_transfers: int = 0  # messages carrying DQN weights
+    messages: int = 0
+
+    def __sub__(self, earlier: Traffic) -> Traffic:
+        return Traffic(self.bytes - earlier.bytes,
+                       self.model_transfers - earlier.model_transfers,
+                       self.policy_transfers - earlier.policy_transfers,
+                       self.messages - earlier.messages)
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(self.bytes + other.bytes,
+                       self.model_transfers + other.model_transfers,
+                       self.policy_transfers + other.policy_transfers,
+                       self.messages + other.messages)
+
+
+def traffic_of(messages: Iterable[Message]) -> Traffic:
+    """What ``messages`` carry (error replies carry nothing)."""
+    total = Traffic()
+    for message in messages:
+        if message.has_error():
+            total += Traffic(messages=1)
+            continue
+        content: RecordDict = message.content
+        total += Traffic(payload_bytes(content), int(ARRAYS in content.array_records),
+                         int(POLICY in content.array_records), 1)
+    return total
+
+
+class MeteredGrid(Grid):
+    """Wraps a Grid and adds up the traffic of everything sent and received."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.inner = grid
+        self.traffic = Traffic()
+
+    @staticmethod
+    def wrap(grid: Grid) -> MeteredGrid:
+        """``grid`` itself if it is already metered, else a metered wrapper."""
+        return grid if isinstance(grid, MeteredGrid) else MeteredGrid(grid)
+
+    def set_run(self, run: Run) -> None:
+        """Delegate to the wrapped grid."""
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        """The wrapped grid's run."""
+        return self.inner.run
+
+    def create_message(self, content: RecordDict, message_type: str, dst_node_id: int,
+                       group_id: str, ttl: float | None = None) -> Message:
+        """Delegate to the wrapped grid."""
+        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        """Nodes connected now."""
+        return self.inner.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Send and count ``messages``."""
+        messages = list(messages)
+        self.traffic += traffic_of(messages)
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """Receive and count replies."""
+        replies = list(self.inner.pull_messages(message_ids))
+        self.traffic += traffic_of(replies)
+        return replies
+
+    def send_and_receive(self, messages: Iterable[Message], *,
+                         timeout: float | None = None) -> Iterable[Message]:
+        """Send, wait for the replies, and count both."""
+        messages = list(messages)
+        self.traffic += traffic_of(messages)
+        replies = list(self.inner.send_and_receive(messages, timeout=timeout))
+        self.traffic += traffic_of(replies)
+        return replies
