@@ -1,16 +1,21 @@
 """Run Homogeneous Learning on Flower's Simulation Engine.
 
-    python sim.py                      # the quick preset (minutes on a CPU)
+    python sim.py                      # train HL, quick preset (minutes on a CPU)
     python sim.py --preset paper       # every reference setting, 120 episodes
     python sim.py --dataset digits --nodes 4 --main-samples 100 --other-samples 25
+    python sim.py compare              # train HL, then HL-greedy vs every baseline
+    python sim.py compare --policy runs/<name>   # compare a trained policy
+    python sim.py eval --policy runs/<name>      # HL-greedy alone over seeds
 
-Every setting of ``hl_flower.config.HLConfig`` is a flag (``--main-samples``);
-results land in ``runs/<name>/``.
+Commands: train (the default), compare, eval. Every setting of
+``hl_flower.config.HLConfig`` is a flag (``--main-samples``); results land
+in ``runs/<name>/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -21,7 +26,17 @@ from hl_flower.quiet import import_tensorflow_quietly, quiet_environment, quiet_
 
 quiet_environment(verbose="--verbose" in sys.argv)
 
-from hl_flower.config import FLAG_ALIASES, PRESETS, ConfigError, HLConfig, from_flat, preset  # noqa: E402
+from hl_flower.config import (  # noqa: E402
+    FLAG_ALIASES,
+    PRESETS,
+    ConfigError,
+    HLConfig,
+    from_flat,
+    preset,
+)
+from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
+
+COMMANDS = ("train", "compare", "eval")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -32,15 +47,22 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Flags for the run and one per HL setting."""
-    parser = OneLineParser(description=__doc__,
+def split_command(argv: list[str]) -> tuple[str, list[str]]:
+    """The command (train when none is given) and the remaining arguments."""
+    if argv and argv[0] in COMMANDS:
+        return argv[0], argv[1:]
+    return "train", argv
+
+
+def build_parser(command: str = "train") -> argparse.ArgumentParser:
+    """Flags for the run, the command, and one per HL setting."""
+    parser = OneLineParser(prog=f"python sim.py {command}", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named settings to start from (default: quick)")
     parser.add_argument("--out", default="runs", help="parent of the run folder")
     parser.add_argument("--name", default="",
-                        help="run folder name (default: preset, settings, time)")
+                        help="run folder name (default: command, preset, settings, time)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run folder of that name")
     parser.add_argument("--verbose", action="store_true",
@@ -48,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-client", type=float, default=0,
                         help="Ray CPUs per virtual client (default: all, i.e. "
                              "one warm actor; HL trains one node at a time)")
+    if command != "train":
+        add_compare_flags(parser, command)
     settings = parser.add_argument_group("HL settings (override the preset)")
     for field in fields(HLConfig):
         flag = FLAG_ALIASES.get(field.name, field.name).replace("_", "-")
@@ -57,12 +81,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """Flags of ``compare`` and ``eval``."""
+    group = parser.add_argument_group(command)
+    group.add_argument("--policy", required=command == "eval", default="",
+                       help="folder with policy.weights.h5 and policy.json (a run "
+                            "folder or policies/<name>); its config.json, if any, "
+                            "replaces the preset" + ("" if command == "eval" else
+                                                     "; default: train HL first"))
+    group.add_argument("--seeds", type=int, default=5,
+                       help="evaluation seeds, counted on from the training seed "
+                            "(default: 5)")
+    if command == "compare":
+        group.add_argument("--methods", default=",".join(METHODS),
+                           help=f"comma-separated subset of {','.join(METHODS)}")
+        group.add_argument("--fedavg-fraction", type=float, default=1.0,
+                           help="fraction of nodes FedAvg trains per round (default: 1)")
+
+
+def base_config(args: argparse.Namespace) -> HLConfig:
+    """The preset, or the settings a policy was trained with."""
+    policy = getattr(args, "policy", "")
+    if policy:
+        saved = Path(policy) / "config.json"
+        if saved.is_file():
+            try:
+                return from_flat(json.loads(saved.read_text()))
+            except (json.JSONDecodeError, AttributeError):
+                raise ConfigError(f"{saved} is not a settings file; fix or delete "
+                                  "it to use the preset") from None
+    return preset(args.preset)
+
+
 def config_from_args(args: argparse.Namespace) -> HLConfig:
-    """Preset, then every flag given, then validation."""
+    """Base settings, then every flag given, then validation."""
     overrides = {field.name.replace("_", "-"): getattr(args, f"hl_{field.name}")
                  for field in fields(HLConfig)
                  if getattr(args, f"hl_{field.name}") is not None}
-    return from_flat(overrides, base=preset(args.preset)).validate()
+    return from_flat(overrides, base=base_config(args)).validate()
+
+
+def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
+    """The methods to run; ConfigError on a bad count, name or fraction."""
+    if command == "train":
+        return []
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.policy and not Path(args.policy).is_dir():
+        raise ConfigError(f"--policy {args.policy} is not a folder; point to a run "
+                          "folder that holds policy.weights.h5")
+    if command == "eval":
+        return [HL_GREEDY]
+    if not 0.0 < args.fedavg_fraction <= 1.0:
+        raise ConfigError(f"--fedavg-fraction must be in (0, 1], got "
+                          f"{args.fedavg_fraction}")
+    return check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
 
 
 def check_inputs(config: HLConfig) -> None:
@@ -76,62 +149,95 @@ def check_inputs(config: HLConfig) -> None:
     distance_matrix(config)
 
 
-def default_name(args: argparse.Namespace, config: HLConfig) -> str:
-    """Run name from the preset, main settings and the time."""
+def load_policy(folder: str, config: HLConfig, verbose: bool):  # -> DQNAgent | None
+    """The trained policy in ``folder`` (ValueError if missing or unfit)."""
+    if not folder:
+        return None
+    if not verbose:
+        import_tensorflow_quietly()
+    from hl_flower.dqn import DQNAgent
+
+    agent = DQNAgent(config, seed=config.seed)
+    agent.load(Path(folder))
+    return agent
+
+
+def default_name(command: str, args: argparse.Namespace, config: HLConfig) -> str:
+    """Run name from the command, preset, main settings and the time."""
     dataset = config.dataset.replace("idx:", "idx-").replace("/", "_")
-    return (f"{args.preset}-{dataset}-n{config.num_nodes}-k{config.k}"
+    prefix = "" if command == "train" else f"{command}-"
+    return (f"{prefix}{args.preset}-{dataset}-n{config.num_nodes}-k{config.k}"
             f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
-def run(args: argparse.Namespace, config: HLConfig, folder: Path) -> dict:
-    """Start the simulation with one virtual SuperNode per HL node."""
-    if not args.verbose:
-        import_tensorflow_quietly()
+def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
+    """Run ``server_app`` on the Simulation Engine, one virtual node per HL node."""
     from flwr.simulation import run_simulation
 
     from hl_flower.client_app import app as client_app
-    from hl_flower.progress import ConsoleProgress
-    from hl_flower.server_app import make_server_app
 
-    quiet_flower_logger(args.verbose)
+    quiet_flower_logger(args.verbose)  # after the imports: Ray resets warning filters
     cpus = os.cpu_count() or 1
-    per_client = args.cpus_per_client or cpus
     backend_config = {
-        "client_resources": {"num_cpus": per_client, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": args.cpus_per_client or cpus, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "include_dashboard": False,
                       "log_to_driver": args.verbose,
                       "logging_level": "INFO" if args.verbose else "ERROR"},
     }
+    run_simulation(server_app=server_app, client_app=client_app,
+                   num_supernodes=config.num_nodes, backend_config=backend_config,
+                   verbose_logging=args.verbose)
+
+
+def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
+        methods: list[str], agent) -> str:
+    """Train, compare or evaluate; returns the closing text."""
+    if not args.verbose:
+        import_tensorflow_quietly()
+    from hl_flower.compare import ComparePlan, describe_run, evaluation_seeds, make_compare_app
+    from hl_flower.progress import ConsoleProgress
+    from hl_flower.server_app import make_server_app
+
     progress = ConsoleProgress(config)
-    server_app = make_server_app(config, folder, progress.on_step,
-                                 progress.on_episode)
+    if command == "train":
+        with progress:
+            simulate(args, config, make_server_app(config, folder, progress.on_step,
+                                                   progress.on_episode))
+        return progress.summary_line()
+    plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
+                       stem=command, agent=agent,
+                       fedavg_fraction=getattr(args, "fedavg_fraction", 1.0))
     with progress:
-        run_simulation(server_app=server_app, client_app=client_app,
-                       num_supernodes=config.num_nodes,
-                       backend_config=backend_config,
-                       verbose_logging=args.verbose)
-    return progress.summary_line()
+        simulate(args, config, make_compare_app(
+            plan, progress.on_step, progress.on_episode,
+            on_run=lambda r: print(describe_run(r), flush=True)))
+    return plan.table
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, validate, run; user mistakes exit 2 with one line."""
-    args = build_parser().parse_args(argv)
+    command, argv = split_command(sys.argv[1:] if argv is None else argv)
+    args = build_parser(command).parse_args(argv)
     from hl_flower.data import DataError
     from hl_flower.distance import DistanceError
     from hl_flower.runlog import RunFolderExists, create_run_folder
 
     try:
         config = config_from_args(args)
+        methods = check_compare_args(args, command)
         check_inputs(config)
+        agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
         folder = create_run_folder(
-            Path(args.out) / (args.name or default_name(args, config)),
+            Path(args.out) / (args.name or default_name(command, args, config)),
             args.overwrite)
-    except (ConfigError, DataError, DistanceError, RunFolderExists) as err:
+    except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"HL on {config.dataset}: {config.num_nodes} nodes, "
-          f"{config.episodes} episodes, goal {config.goal}; writing {folder}")
-    print(run(args, config, folder))
+    trains = agent is None and (command == "train" or HL_GREEDY in methods)
+    episodes = f", {config.episodes} training episodes" if trains else ""
+    print(f"{command} on {config.dataset}: {config.num_nodes} nodes, goal "
+          f"{config.goal}{episodes}; writing {folder}")
+    print(run(command, args, config, folder, methods, agent))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
+
+    from .compare import CurvePoint, MethodRun
 
 
 def plot_last_episode(steps: list[StepResult], goal: float, path: Path) -> None:
@@ -45,3 +48,62 @@ def plot_training(episodes: list[EpisodeResult], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_accuracy_against(curves: list[CurvePoint], x: str, xlabel: str, goal: float,
+                          path: Path, scale: float = 1.0) -> None:
+    """Test accuracy against a cumulative figure, one colour per method.
+
+    Each seed's episode is one line; methods whose figure is undefined (NaN,
+    e.g. FedAvg's distance cost) are left out and named in the title.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    skipped = []
+    for index, method in enumerate(dict.fromkeys(p.method for p in curves)):
+        mine = [p for p in curves if p.method == method]
+        if all(math.isnan(getattr(p, x)) for p in mine):
+            skipped.append(method)
+            continue
+        colour = f"C{index % 10}"
+        for n, seed in enumerate(dict.fromkeys(p.seed for p in mine)):
+            points = [p for p in mine if p.seed == seed]
+            ax.plot([getattr(p, x) * scale for p in points],
+                    [p.accuracy for p in points], color=colour, alpha=0.7,
+                    linewidth=1.2, label=method if n == 0 else None)
+    ax.axhline(goal, color="grey", linestyle="--", linewidth=1)
+    title = f"Test accuracy against {xlabel}"
+    if skipped:
+        title += f"\n(not shown, undefined: {', '.join(skipped)})"
+    ax.set(xlabel=xlabel, ylabel="test accuracy", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_steps_per_method(runs: list[MethodRun], max_steps: int, path: Path) -> None:
+    """Steps to the goal per method: mean bar, one dot per seed."""
+    methods = list(dict.fromkeys(r.method for r in runs))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, method in enumerate(methods):
+        steps = [r.steps for r in runs if r.method == method]
+        ax.bar(index, sum(steps) / len(steps), color=f"C{index % 10}", alpha=0.6)
+        ax.scatter([index] * len(steps), steps, color="black", s=12, zorder=3)
+    ax.axhline(max_steps, color="grey", linestyle="--", linewidth=1,
+               label=f"step cap {max_steps}")
+    ax.set_xticks(range(len(methods)), methods, rotation=20)
+    ax.set(ylabel="steps (rounds) to the goal", title="Steps to the goal per method")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_comparison(runs: list[MethodRun], curves: list[CurvePoint], goal: float,
+                    max_steps: int, folder: Path, stem: str) -> None:
+    """The comparison's three PNGs."""
+    plot_accuracy_against(curves, "cumulative_cost", "communication cost", goal,
+                          folder / f"{stem}_accuracy_vs_cost.png")
+    plot_accuracy_against(curves, "cumulative_bytes", "MB on the wire", goal,
+                          folder / f"{stem}_accuracy_vs_bytes.png", scale=1e-6)
+    plot_steps_per_method(runs, max_steps, folder / f"{stem}_steps.png")

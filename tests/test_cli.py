@@ -17,9 +17,14 @@ def sim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def write_bad_distances(folder: Path) -> dict[str, Path]:
+def write_bad_files(folder: Path) -> dict[str, Path]:
     files = {"asymmetric": folder / "asym.csv", "nan": folder / "nan.csv",
-             "words": folder / "words.csv", "size": folder / "size.npy"}
+             "words": folder / "words.csv", "size": folder / "size.npy",
+             "empty": folder / "empty", "corrupt": folder / "corrupt"}
+    files["empty"].mkdir()
+    files["corrupt"].mkdir()
+    (files["corrupt"] / "policy.json").write_text('{"num_nodes": 10, "hidden": [500, 200]}')
+    (files["corrupt"] / "policy.weights.h5").write_bytes(b"not an HDF5 file")
     asym = np.ones((10, 10))
     asym[0, 1] = 5
     np.savetxt(files["asymmetric"], asym, delimiter=",")
@@ -48,10 +53,18 @@ def write_bad_distances(folder: Path) -> dict[str, Path]:
     (["--distance-file", "{nan}"], "NaN"),
     (["--distance-file", "{words}"], "not a numeric matrix"),
     (["--distance-file", "{size}"], "4 x 4"),
+    (["eval"], "--policy"),
+    (["eval", "--policy", "/nonexistent/run"], "not a folder"),
+    (["eval", "--policy", "{empty}"], "holds no policy"),
+    (["eval", "--policy", "{corrupt}"], "corrupt"),
+    (["compare", "--seeds", "0"], "--seeds"),
+    (["compare", "--methods", "RandomHop,Oracle"], "unknown method 'Oracle'"),
+    (["compare", "--fedavg-fraction", "0"], "--fedavg-fraction"),
+    (["compare", "--k", "0"], "--k"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                           expected: str) -> None:
-    files = write_bad_distances(tmp_path)
+    files = write_bad_files(tmp_path)
     args = [a.format(**files) for a in args]
     done = sim(*args, "--out", str(tmp_path / "runs"))
     assert done.returncode == 2, done.stderr

@@ -1,0 +1,25 @@
+"""Names of the methods ``sim.py compare`` runs (light: no Flower, no TF).
+
+``HL-greedy`` is HL's trained policy with epsilon = 0 and no learning; the
+hop baselines are in ``strategies/baselines.py``; ``FedAvg`` is Flower's.
+"""
+
+from __future__ import annotations
+
+from .config import ConfigError
+
+HL_GREEDY = "HL-greedy"
+FEDAVG = "FedAvg"
+HOP_RULES = ("RandomHop", "RoundRobin", "NearestUnvisited", "Standalone")
+METHODS = (HL_GREEDY, *HOP_RULES, FEDAVG)
+
+
+def check_methods(names: list[str]) -> list[str]:
+    """The names in canonical order, or a ConfigError naming the bad one."""
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method {unknown[0]!r} in --methods; "
+                          f"choose from {','.join(METHODS)}")
+    if not names:
+        raise ConfigError(f"--methods is empty; choose from {','.join(METHODS)}")
+    return [m for m in METHODS if m in names]
