@@ -190,8 +190,9 @@ def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
 
 
 def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
-        methods: list[str], agent) -> str:
-    """Train, compare or evaluate; returns the closing text."""
+        methods: list[str], agent) -> tuple[str, str | None]:
+    """Train, compare or evaluate; returns the closing text and why the run
+    stopped early (None when it did not)."""
     if not args.verbose:
         import_tensorflow_quietly()
     from hl_flower.compare import ComparePlan, describe_run, evaluation_seeds, make_compare_app
@@ -200,10 +201,11 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
 
     progress = ConsoleProgress(config)
     if command == "train":
+        summary: dict = {}
         with progress:
             simulate(args, config, make_server_app(config, folder, progress.on_step,
-                                                   progress.on_episode))
-        return progress.summary_line()
+                                                   progress.on_episode, summary))
+        return progress.summary_line(), summary.get("stopped")
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
                        stem=command, agent=agent,
                        fedavg_fraction=getattr(args, "fedavg_fraction", 1.0))
@@ -211,7 +213,7 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
         simulate(args, config, make_compare_app(
             plan, progress.on_step, progress.on_episode,
             on_run=lambda r: print(describe_run(r), flush=True)))
-    return plan.table
+    return plan.table, plan.stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,7 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     episodes = f", {config.episodes} training episodes" if trains else ""
     print(f"{command} on {config.dataset}: {config.num_nodes} nodes, goal "
           f"{config.goal}{episodes}; writing {folder}")
-    print(run(command, args, config, folder, methods, agent))
+    text, stopped = run(command, args, config, folder, methods, agent)
+    print(text)
+    if stopped:
+        print(f"error: the run stopped early: {stopped}; the logs so far are in "
+              f"{folder}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -91,18 +91,22 @@ def decide(policy: list, observation: np.ndarray, step: ConfigRecord,
 
 
 def _fit_local(trainer: LocalTrainer, data: Partition, config: HLConfig,
-               context: Context, episode: int, step: int, node: int) -> float:
-    """One local training run; Adam's state persists per node within an episode."""
+               context: Context, step: ConfigRecord, node: int) -> float:
+    """One local training run; Adam's state persists per node within an
+    episode (told apart by the server's ``episode-key``, unique per episode
+    even when several runs in one Flower run reuse episode numbers)."""
     model = trainer.model
+    episode, key = int(step["episode"]), int(step["episode-key"])
     if (STATE_OPTIMIZER in context.state
-            and int(context.state[STATE_OPTIMIZER_EPISODE]["episode"]) == episode):
+            and int(context.state[STATE_OPTIMIZER_EPISODE]["episode"]) == key):
         set_optimizer_state(model, context.state[STATE_OPTIMIZER].to_numpy_ndarrays())
     else:
         set_optimizer_state(model, None)
-    rng = np.random.default_rng(step_seed(config.seed, episode, step, STREAM_FIT) + [node])
+    rng = np.random.default_rng(step_seed(config.seed, episode, int(step["step"]),
+                                          STREAM_FIT) + [node])
     loss = trainer.fit_epochs(data.x, data.y, config.local_epochs, config.batch_size, rng)
     context.state[STATE_OPTIMIZER] = ArrayRecord(optimizer_state(model))
-    context.state[STATE_OPTIMIZER_EPISODE] = ConfigRecord({"episode": episode})
+    context.state[STATE_OPTIMIZER_EPISODE] = ConfigRecord({"episode": key})
     return loss
 
 
@@ -119,8 +123,7 @@ def train(message: Message, context: Context) -> Message:
                              config.learning_rate)
     global_weights = message.content[ARRAYS].to_numpy_ndarrays()
     trainer.model.set_weights(global_weights)
-    loss = _fit_local(trainer, data, config, context, int(step["episode"]),
-                      int(step["step"]), node)
+    loss = _fit_local(trainer, data, config, context, step, node)
     trained = trainer.model.get_weights()
     trained_at = time.perf_counter()
     metrics = MetricRecord({

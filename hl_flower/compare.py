@@ -22,6 +22,7 @@ from strategies import (
     EpisodeResult,
     FedAvgBaseline,
     HomogeneousLearning,
+    NodeFailure,
     StepResult,
 )
 from strategies.episodes import EpisodeCallback, EpisodeLoop, StepCallback
@@ -153,6 +154,7 @@ class ComparePlan:
     agent: DQNAgent | None = None  # a loaded policy; None = train HL first
     fedavg_fraction: float = 1.0
     table: str = ""  # the Markdown table, once written
+    stopped: str | None = None  # why the run stopped early, if it did
 
 
 def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
@@ -163,9 +165,17 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
+        try:
+            compare(grid)
+        except NodeFailure as failure:
+            plan.stopped = str(failure)
+
+    def compare(grid: Grid) -> None:
         cfg = plan.config
         if plan.agent is None and HL_GREEDY in plan.methods:
-            run_hl(grid, cfg, plan.folder, on_step, on_episode)
+            plan.stopped = run_hl(grid, cfg, plan.folder, on_step, on_episode)["stopped"]
+            if plan.stopped:
+                return
             plan.agent = DQNAgent(cfg, seed=cfg.seed)
             plan.agent.load(plan.folder)
         else:

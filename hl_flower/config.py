@@ -57,13 +57,15 @@ class HLConfig:
     # --- run ---
     seed: int = 0  # drives data order, model init, exploration, replay
     reply_timeout: float = 600.0  # seconds to wait for a node's reply
+    failure_cooldown: int = 5  # steps a failed node is skipped before a retry
+    max_failures: int = 50  # failed or rejected replies before the run stops
 
     def validate(self) -> HLConfig:
         """Raise :class:`ConfigError` naming the first bad setting."""
         positive = ("num_nodes", "main_samples", "local_epochs", "batch_size",
                     "max_steps", "episodes", "k", "dqn_hidden_1", "dqn_hidden_2",
                     "replay_size", "replay_batch", "dqn_fit_batch",
-                    "pca_components")
+                    "pca_components", "failure_cooldown", "max_failures")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, "

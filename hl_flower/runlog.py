@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 
 STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
                 "reward", "hop_cost", "bytes_sent", "model_transfers", "policy_sent",
-                "train_loss", "time_train", "time_observe", "time_evaluate", "time_step", "done"]
+                "train_loss", "time_train", "time_observe", "time_evaluate", "time_step", "done",
+                "failures"]
 EPISODE_COLUMNS = ["episode", "steps", "accuracy", "communication_cost",
                    "total_reward", "epsilon", "reached_goal", "bytes_sent",
-                   "model_transfers", "dqn_loss", "wall_time", "path"]
+                   "model_transfers", "failures", "dqn_loss", "wall_time", "path"]
 
 
 class RunFolderExists(FileExistsError):
@@ -64,6 +65,7 @@ class RunRecorder:
         row["holder"] = result.holders[0]
         row["holders"] = " ".join(map(str, result.holders))
         row["next_node"] = " ".join(map(str, result.next_nodes))
+        row["failures"] = "; ".join(result.failures)
         self._append("steps.csv", STEP_COLUMNS, row)
 
     def on_episode(self, result: EpisodeResult) -> None:
@@ -95,6 +97,8 @@ class RunRecorder:
             "mean_steps": _mean([e.steps for e in episodes]),
             "mean_communication_cost": _mean([e.communication_cost for e in episodes]),
             "bytes_sent_total": sum(e.bytes_sent for e in episodes),
+            "failures_total": sum(len(s.failures) for s in steps),
+            "failures_by_node": _failures_by_node(steps),
             "median_step_seconds": {
                 "step": _median([s.time_step for s in steps]),
                 "train": _median([s.time_train for s in steps]),
@@ -104,6 +108,16 @@ class RunRecorder:
                                  - s.time_observe for s in steps]),
             },
         }
+
+
+def _failures_by_node(steps: list[StepResult]) -> dict[str, int]:
+    """How often each node failed ("node: why" entries of the steps)."""
+    counts: dict[str, int] = {}
+    for step in steps:
+        for failure in step.failures:
+            node = failure.split(":", 1)[0]
+            counts[node] = counts.get(node, 0) + 1
+    return counts
 
 
 def _short(value: Any) -> Any:

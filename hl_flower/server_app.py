@@ -15,7 +15,7 @@ import numpy as np
 from flwr.app import ArrayRecord, Context
 from flwr.serverapp import Grid, ServerApp
 
-from strategies import EpisodeResult, HomogeneousLearning, StepResult
+from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import HLConfig, from_flat, to_flat
@@ -31,6 +31,8 @@ EVALUATION_BATCH = 1000  # accuracy does not depend on it; larger is faster
 
 class TestSetEvaluator:
     """Accuracy of a model on the global test set (one Keras model, reused)."""
+
+    __test__ = False  # a name pytest would otherwise try to collect
 
     def __init__(self, config: HLConfig) -> None:
         dataset = load_dataset(config.dataset)
@@ -79,10 +81,15 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
         if on_episode:
             on_episode(result)
 
-    strategy.start(grid, model_factory(config), TestSetEvaluator(config),
-                   on_step=step_done, on_episode=episode_done)
+    stopped = None
+    try:
+        strategy.start(grid, model_factory(config), TestSetEvaluator(config),
+                       on_step=step_done, on_episode=episode_done)
+    except NodeFailure as failure:  # logged so far stays; the summary says why
+        stopped = str(failure)
     summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
-                                    "policy_updates": strategy.policy_updates}
+                                    "policy_updates": strategy.policy_updates,
+                                    "stopped": stopped}
     write_json(folder / "summary.json", summary)
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
     plot_training(recorder.episodes, folder / "training.png")
@@ -91,14 +98,17 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
 
 def make_server_app(config: HLConfig, folder: Path,
                     on_step: Callable[[StepResult], None] | None = None,
-                    on_episode: Callable[[EpisodeResult], None] | None = None
-                    ) -> ServerApp:
-    """A ServerApp bound to these settings and run folder (used by sim.py)."""
+                    on_episode: Callable[[EpisodeResult], None] | None = None,
+                    summary: dict | None = None) -> ServerApp:
+    """A ServerApp bound to these settings and run folder (used by sim.py);
+    the run's summary lands in ``summary``."""
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_hl(grid, config, folder, on_step, on_episode)
+        result = run_hl(grid, config, folder, on_step, on_episode)
+        if summary is not None:
+            summary.update(result)
 
     return server_app
 
@@ -113,4 +123,6 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = str(settings.pop("run-dir", "") or
                   f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
     config = from_flat(settings).validate()
-    run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False))
+    summary = run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False))
+    if summary["stopped"]:
+        raise NodeFailure(summary["stopped"])

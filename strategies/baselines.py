@@ -3,7 +3,8 @@
 Each is a :class:`TravellingModel` whose server applies a rule instead of the
 holder's DQN: the node trains exactly as under HL (one local epoch on the
 travelling model), only the choice of the next node differs. They move one
-node at a time (k = 1).
+node at a time (k = 1). When a node fails, the same rule picks its
+replacement among the nodes available then.
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ class RuleBasedHop(TravellingModel):
         super().__init__(config, distance)
         self.rng = np.random.default_rng([config.seed, 7])
 
-    def next_node(self, holder: int) -> int:
-        """The node that trains after ``holder``."""
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """The node among ``candidates`` that trains after ``holder``."""
         raise NotImplementedError
 
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[None, list[int]]:
-        """Apply the rule to the current holder."""
-        return None, [self.next_node(self.selected[0])]
+        """Apply the rule to the current holder, over all nodes."""
+        return None, [self.next_node(self.selected[0],
+                                     list(range(self.config.num_nodes)))]
+
+    def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
+        """Apply the rule from the failed node, over the available nodes."""
+        return self.next_node(failed, self.available_nodes(taken, server_round))
+
+    def nearest(self, holder: int, candidates: list[int]) -> int:
+        """The candidate closest to ``holder`` (lowest id on ties)."""
+        return min(candidates, key=lambda n: (self.distance[holder, n], n))
 
 
 class RandomHop(RuleBasedHop):
@@ -39,9 +49,9 @@ class RandomHop(RuleBasedHop):
 
     name = "RandomHop"
 
-    def next_node(self, holder: int) -> int:
-        """Any node, the holder included, with equal probability."""
-        return int(self.rng.integers(self.config.num_nodes))
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """Any candidate, the holder included, with equal probability."""
+        return int(candidates[self.rng.integers(len(candidates))])
 
 
 class RoundRobin(RuleBasedHop):
@@ -49,9 +59,10 @@ class RoundRobin(RuleBasedHop):
 
     name = "RoundRobin"
 
-    def next_node(self, holder: int) -> int:
-        """The next partition id, wrapping around."""
-        return (holder + 1) % self.config.num_nodes
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """The next partition id among the candidates, wrapping around."""
+        n = self.config.num_nodes
+        return min(candidates, key=lambda node: (node - holder - 1) % n)
 
 
 class NearestUnvisited(RuleBasedHop):
@@ -68,13 +79,13 @@ class NearestUnvisited(RuleBasedHop):
         super().begin_episode(episode)
         self.visited = {self.config.starter}
 
-    def next_node(self, holder: int) -> int:
-        """The closest node not visited in this pass (lowest id on ties)."""
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """The closest candidate not visited in this pass (lowest id on ties)."""
         self.visited.add(holder)
         if len(self.visited) == self.config.num_nodes:
             self.visited = {holder}
-        candidates = [n for n in range(self.config.num_nodes) if n not in self.visited]
-        return min(candidates, key=lambda n: (self.distance[holder, n], n))
+        unvisited = [n for n in candidates if n not in self.visited]
+        return self.nearest(holder, unvisited or candidates)
 
 
 class Standalone(RuleBasedHop):
@@ -82,6 +93,6 @@ class Standalone(RuleBasedHop):
 
     name = "Standalone"
 
-    def next_node(self, holder: int) -> int:
-        """The model never leaves the holder."""
-        return holder
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """The model never leaves the holder (unless it failed)."""
+        return holder if holder in candidates else self.nearest(holder, candidates)

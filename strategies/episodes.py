@@ -10,6 +10,7 @@ FedAvg are measured the same way.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class RoundOutcome:
     train_loss: float
     time_train: float  # on the node(s): local epoch
     time_observe: float  # on the node: observation and DQN choice
+    failures: list[str] = field(default_factory=list)  # "node: why", retried
 
 
 @dataclass
@@ -62,6 +64,7 @@ class StepResult:
     time_evaluate: float  # on the server: test-set evaluation
     time_step: float  # whole round as the server saw it
     done: bool
+    failures: list[str] = field(default_factory=list)  # "node: why", retried
 
 
 @dataclass
@@ -80,7 +83,12 @@ class EpisodeResult:
     wall_time: float
     path: list[int] = field(default_factory=list)
     model_transfers: int = 0
+    failures: int = 0
 
+
+# Unique per episode in this server process: nodes keep per-episode state
+# (Adam's moments) under it, so runs that reuse episode numbers never mix.
+_EPISODE_KEYS = itertools.count(1)
 
 StepCallback = Callable[[StepResult], None]
 EpisodeCallback = Callable[[EpisodeResult], None]
@@ -164,18 +172,20 @@ class EpisodeLoop:
         cfg = self.config
         started = time.perf_counter()
         epsilon = self.epsilon(episode)
+        episode_key = next(_EPISODE_KEYS)
         self.begin_episode(episode)
         previous: list[int] | None = None
         total_reward = cost = 0.0
         traffic = Traffic()
+        failures = 0
         path: list[int] = []
         accuracy = 0.0
         for step in range(1, cfg.max_steps + 1):
             server_round += 1
             step_started, before = time.perf_counter(), grid.traffic
             step_config = ConfigRecord({
-                "episode": episode, "step": step, "epsilon": epsilon,
-                "server-round": server_round, "decide": False,
+                "episode": episode, "episode-key": episode_key, "step": step,
+                "epsilon": epsilon, "server-round": server_round, "decide": False,
                 "policy-version": 0} | self.step_settings(episode, step, epsilon))
             outcome = self.play_round(grid, server_round, arrays, step_config)
             arrays = outcome.arrays
@@ -190,6 +200,7 @@ class EpisodeLoop:
             traffic += used
             total_reward += reward
             cost += hop
+            failures += len(outcome.failures)
             path.append(outcome.holders[0])
             if on_step:
                 on_step(StepResult(
@@ -197,7 +208,7 @@ class EpisodeLoop:
                     accuracy, reward, hop, used.bytes, used.model_transfers,
                     used.policy_transfers > 0, outcome.train_loss, outcome.time_train,
                     outcome.time_observe, time_evaluate,
-                    time.perf_counter() - step_started, done))
+                    time.perf_counter() - step_started, done, outcome.failures))
             if done:
                 break
             previous = outcome.holders
@@ -205,4 +216,4 @@ class EpisodeLoop:
         return EpisodeResult(
             episode, step, accuracy, cost, total_reward, epsilon, accuracy >= cfg.goal,
             traffic.bytes, dqn_loss, time.perf_counter() - started, path,
-            traffic.model_transfers), server_round
+            traffic.model_transfers, failures), server_round

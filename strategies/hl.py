@@ -19,7 +19,7 @@ from flwr.common import log
 from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
-from hl_flower.dqn import DQNAgent, Transition, epsilon_at, policy_fingerprint
+from hl_flower.dqn import DQNAgent, Transition, epsilon_at, policy_fingerprint, q_values
 from hl_flower.messages import HL_CONFIG, METRICS, POLICY, QUERY_CHOOSE, STEP
 from hl_flower.observation import flatten_weights, reference_observation
 
@@ -69,11 +69,13 @@ class HomogeneousLearning(TravellingModel):
 
     # -- messages ---------------------------------------------------------- #
     def configure_train(self, server_round: int, arrays: ArrayRecord,
-                        config: ConfigRecord, grid: Grid) -> list[Message]:
+                        config: ConfigRecord, grid: Grid,
+                        partitions: list[int] | None = None) -> list[Message]:
         """One train message per selected node; the policy only if stale."""
         if not bool(config["decide"]):  # k > 1: the server assembles the observation
             self.previous_global = arrays.to_numpy_ndarrays()
-        return list(super().configure_train(server_round, arrays, config, grid))
+        return list(super().configure_train(server_round, arrays, config, grid,
+                                            partitions))
 
     def message_content(self, partition: int, arrays: ArrayRecord,
                         step_config: ConfigRecord) -> RecordDict:
@@ -129,6 +131,15 @@ class HomogeneousLearning(TravellingModel):
             self.policy_version = policy_fingerprint(self.agent.get_weights())
             self.policy_updates += 1
         return loss
+
+    def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
+        """The DQN's best available node for the last observation (the
+        nearest available node before the first observation exists)."""
+        if self.state is None:
+            return super().replacement(failed, taken, server_round)
+        candidates = set(self.available_nodes(taken, server_round))
+        q = q_values(self.agent.get_weights(), self.state[None, :])[0]
+        return next(int(n) for n in np.argsort(-q, kind="stable") if n in candidates)
 
     # -- helpers ----------------------------------------------------------- #
     def _attach_policy_if_stale(self, content: RecordDict, partition: int) -> None:

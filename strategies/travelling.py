@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from logging import INFO
+from logging import INFO, WARNING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -24,6 +24,7 @@ from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
+from .replies import reply_problem
 
 
 class TravellingModel(EpisodeLoop, Strategy):
@@ -46,7 +47,11 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.selected: list[int] = [config.starter]
         self.run_settings = ConfigRecord(to_flat(config))
         self.node_policy_versions: dict[int, int] = {}  # node id -> as reported
-
+        self.trained_weights: list[list[np.ndarray]] = []  # last step's updates
+        self.down_until: dict[int, int] = {}  # partition -> round it may retry
+        self.foreign_nodes: set[int] = set()  # node ids serving another setup
+        self.failures = 0
+        self.failures_by_node: dict[int, int] = {}
     # -- what differs between strategies --------------------------------- #
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[np.ndarray | None, list[int]]:
@@ -68,18 +73,20 @@ class TravellingModel(EpisodeLoop, Strategy):
         log(INFO, "\t└──> Goal: %.3f within %d steps", cfg.goal, cfg.max_steps)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord,
-                        config: ConfigRecord, grid: Grid) -> Iterable[Message]:
-        """One train message to each selected node."""
+                        config: ConfigRecord, grid: Grid,
+                        partitions: list[int] | None = None) -> Iterable[Message]:
+        """One train message to each selected node (or to ``partitions``)."""
         return [Message(self.message_content(partition, arrays, config),
                         dst_node_id=self.node_ids[partition],
                         message_type=MessageType.TRAIN)
-                for partition in self.selected]
+                for partition in (self.selected if partitions is None else partitions)]
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Adopt the holder's model (mean for k > 1) and pass on its metrics."""
-        ordered = self._in_selected_order(
+        by_partition = self._by_partition(
             self._checked(replies, expected=len(self.selected)))
+        ordered = [by_partition[p] for p in self.selected]
         weights = [m.content[ARRAYS].to_numpy_ndarrays() for m in ordered]
         if len(weights) == 1:
             arrays = ordered[0].content[ARRAYS]
@@ -124,24 +131,111 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
                    step_config: ConfigRecord) -> RoundOutcome:
-        """The selected node(s) train; then the next node(s) are chosen."""
-        replies = grid.send_and_receive(
-            self.configure_train(server_round, arrays, step_config, grid),
-            timeout=self.config.reply_timeout)
-        trained, metrics = self.aggregate_train(server_round, replies)
+        """The selected node(s) train; then the next node(s) are chosen.
+
+        A node that fails, times out or sends a reply that does not pass
+        :func:`reply_problem` is marked unavailable and replaced by the best
+        available node (:meth:`replacement`), which trains the same global
+        model: the step is retried, never lost.
+        """
+        self.refresh_nodes(grid, server_round)
+        slots = self._available_slots(server_round)
+        accepted: dict[int, Message] = {}
+        failures: list[str] = []
+        pending = list(slots)
+        while pending:
+            replies = grid.send_and_receive(
+                self.configure_train(server_round, arrays, step_config, grid,
+                                     partitions=pending),
+                timeout=self.config.reply_timeout)
+            by_partition = self._by_partition(replies)
+            choices = len(slots) if bool(step_config["decide"]) else None
+            retry = []
+            for partition in pending:
+                reply = by_partition.get(partition)
+                problem = (f"no reply within {self.config.reply_timeout:g} s"
+                           if reply is None else reply_problem(
+                               reply, arrays, self.config.num_nodes, choices,
+                               self.config.observation_size))
+                if problem is None:
+                    accepted[partition] = reply
+                    continue
+                failures.append(f"{partition}: {problem}")
+                self._mark_failed(partition, problem, server_round)
+                taken = set(accepted) | set(pending) | set(retry)
+                substitute = self.replacement(partition, taken, server_round)
+                slots[slots.index(partition)] = substitute
+                retry.append(substitute)
+            pending = retry
+        self.selected = slots
+        trained, metrics = self.aggregate_train(server_round,
+                                                [accepted[p] for p in slots])
         observation, next_nodes = self.choose_next(grid, metrics, step_config)
-        return RoundOutcome(trained, list(self.selected), next_nodes, observation,
+        return RoundOutcome(trained, list(slots), next_nodes, observation,
                             float(metrics["train-loss"]), float(metrics["time-train"]),
-                            float(metrics["time-observe"]))
+                            float(metrics["time-observe"]), failures)
 
     def after_step(self, outcome: RoundOutcome, reward: float, done: bool) -> None:
         """The chosen nodes hold the model next."""
         if not done:
             self.selected = outcome.next_nodes
 
+    # -- availability -------------------------------------------------------- #
+    def is_available(self, partition: int, server_round: int) -> bool:
+        """Known, connected, and not within its cool-down after a failure."""
+        return (partition in self.node_ids
+                and server_round >= self.down_until.get(partition, 0))
+
+    def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
+        """The node that trains instead of ``failed``: by default the nearest
+        available one (HL asks its DQN, the rules apply their rule)."""
+        candidates = self.available_nodes(taken, server_round)
+        return min(candidates, key=lambda n: (self.distance[failed, n], n))
+
+    def available_nodes(self, taken: set[int], server_round: int) -> list[int]:
+        """Nodes that may train now, except ``taken``; NodeFailure if none."""
+        nodes = [n for n in range(self.config.num_nodes)
+                 if n not in taken and self.is_available(n, server_round)]
+        if not nodes:
+            raise NodeFailure("no node is available: every node failed within the "
+                              f"last {self.config.failure_cooldown} steps or left")
+        return nodes
+
+    def refresh_nodes(self, grid: Grid, server_round: int) -> None:
+        """Follow nodes leaving and (re)joining: a node that disconnected is
+        unavailable; a new node id is asked which partition it serves."""
+        connected = set(grid.get_node_ids())
+        for partition, node_id in list(self.node_ids.items()):
+            if node_id not in connected:
+                del self.node_ids[partition]
+                log(WARNING, "node %d (partition %d) disconnected", node_id, partition)
+        new = connected - set(self.node_ids.values()) - self.foreign_nodes
+        if new:
+            self._identify(grid, sorted(new))
+
+    def _available_slots(self, server_round: int) -> list[int]:
+        """The selection with nodes known to be down replaced up front."""
+        slots = list(self.selected)
+        for index, partition in enumerate(slots):
+            if not self.is_available(partition, server_round):
+                taken = set(slots[:index]) | set(slots[index + 1:])
+                slots[index] = self.replacement(partition, taken, server_round)
+        return slots
+
+    def _mark_failed(self, partition: int, problem: str, server_round: int) -> None:
+        self.failures += 1
+        self.failures_by_node[partition] = self.failures_by_node.get(partition, 0) + 1
+        self.down_until[partition] = server_round + self.config.failure_cooldown
+        log(WARNING, "partition %d failed in round %d: %s", partition, server_round,
+            problem)
+        if self.failures > self.config.max_failures:
+            raise NodeFailure(f"{self.failures} node failures, more than "
+                              f"--max-failures {self.config.max_failures}; last: "
+                              f"partition {partition}: {problem}")
+
     # -- helpers ----------------------------------------------------------- #
     def discover_nodes(self, grid: Grid, wait: float | None = None) -> None:
-        """Ask every connected node which partition it serves."""
+        """Wait for N nodes, then ask each which partition it serves."""
         deadline = time.monotonic() + (wait or self.config.reply_timeout)
         while len(list(grid.get_node_ids())) < self.config.num_nodes:
             if time.monotonic() > deadline:
@@ -149,30 +243,51 @@ class TravellingModel(EpisodeLoop, Strategy):
                     f"only {len(list(grid.get_node_ids()))} of "
                     f"{self.config.num_nodes} nodes connected; start them all")
             time.sleep(0.2)
-        messages = [Message(RecordDict(), dst_node_id=node_id,
-                            message_type=QUERY_IDENTIFY)
-                    for node_id in grid.get_node_ids()]
-        replies = self._checked(
-            grid.send_and_receive(messages, timeout=self.config.reply_timeout),
-            expected=len(messages))
-        for reply in replies:
-            metrics = reply.content[METRICS]
-            partition = int(metrics["partition-id"])
-            if int(metrics["num-partitions"]) != self.config.num_nodes:
-                raise NodeFailure(
-                    f"node {reply.metadata.src_node_id} serves partition "
-                    f"{partition} of {metrics['num-partitions']}, but the run "
-                    f"has {self.config.num_nodes} nodes")
-            self.node_ids[partition] = reply.metadata.src_node_id
-            self.node_policy_versions[reply.metadata.src_node_id] = int(
-                metrics["policy-version"])
+        self._identify(grid, list(grid.get_node_ids()), strict=True)
         missing = sorted(set(range(self.config.num_nodes)) - set(self.node_ids))
         if missing:
             raise NodeFailure(f"no node serves partitions {missing}")
 
-    def _in_selected_order(self, replies: list[Message]) -> list[Message]:
-        by_partition = {int(m.content[METRICS]["partition-id"]): m for m in replies}
-        return [by_partition[p] for p in self.selected]
+    def _identify(self, grid: Grid, node_ids: list[int], strict: bool = False) -> None:
+        """Map ``node_ids`` to partitions. A node of another federation is an
+        error at start (``strict``) and ignored later; a silent one is retried."""
+        messages = [Message(RecordDict(), dst_node_id=node_id,
+                            message_type=QUERY_IDENTIFY) for node_id in node_ids]
+        replies = list(grid.send_and_receive(messages, timeout=self.config.reply_timeout))
+        if strict:
+            self._checked(replies, expected=len(messages))
+        for reply in replies:
+            node_id = reply.metadata.src_node_id
+            try:
+                metrics = reply.content[METRICS]
+                partition, partitions = (int(metrics["partition-id"]),
+                                         int(metrics["num-partitions"]))
+                version = int(metrics["policy-version"])
+            except (KeyError, TypeError, ValueError):
+                if strict:
+                    raise NodeFailure(f"node {node_id} did not say which partition "
+                                      "it serves") from None
+                continue
+            if partitions != self.config.num_nodes or not 0 <= partition < partitions:
+                message = (f"node {node_id} serves partition {partition} of "
+                           f"{partitions}, but the run has {self.config.num_nodes} nodes")
+                if strict:
+                    raise NodeFailure(message)
+                log(WARNING, "%s; ignoring it", message)
+                self.foreign_nodes.add(node_id)
+                continue
+            if partition in self.node_ids and not strict:
+                log(INFO, "partition %d is back as node %d", partition, node_id)
+            self.node_ids[partition] = node_id
+            self.down_until.pop(partition, None)
+            self.node_policy_versions[node_id] = version
+
+    def _by_partition(self, replies: Iterable[Message]) -> dict[int, Message]:
+        """Replies keyed by the partition of the node that sent them (the
+        server's own mapping; a reply's claimed partition is not trusted)."""
+        partition_of = {node_id: p for p, node_id in self.node_ids.items()}
+        return {partition_of[r.metadata.src_node_id]: r for r in replies
+                if r.metadata.src_node_id in partition_of}
 
     @staticmethod
     def _checked(replies: Iterable[Message], expected: int) -> list[Message]:
