@@ -70,7 +70,11 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-client", type=float, default=0,
                         help="Ray CPUs per virtual client (default: all, i.e. "
                              "one warm actor; HL trains one node at a time)")
-    if command != "train":
+    if command == "train":
+        parser.add_argument("--resume", default="", metavar="RUN_FOLDER",
+                            help="continue a stopped run from its last checkpoint "
+                                 "(its settings; only --episodes may change)")
+    else:
         add_compare_flags(parser, command)
     settings = parser.add_argument_group("HL settings (override the preset)")
     for field in fields(HLConfig):
@@ -99,17 +103,24 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                            help="fraction of nodes FedAvg trains per round (default: 1)")
 
 
+def saved_config(folder: Path) -> HLConfig:
+    """The settings a run folder or policy was made with."""
+    saved = folder / "config.json"
+    try:
+        return from_flat(json.loads(saved.read_text()))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"{saved} is missing or not a settings file") from None
+
+
 def base_config(args: argparse.Namespace) -> HLConfig:
-    """The preset, or the settings a policy was trained with."""
-    policy = getattr(args, "policy", "")
-    if policy:
-        saved = Path(policy) / "config.json"
-        if saved.is_file():
-            try:
-                return from_flat(json.loads(saved.read_text()))
-            except (json.JSONDecodeError, AttributeError):
-                raise ConfigError(f"{saved} is not a settings file; fix or delete "
-                                  "it to use the preset") from None
+    """The preset, or the settings of the run being resumed or compared."""
+    resume, policy = getattr(args, "resume", ""), getattr(args, "policy", "")
+    if resume:
+        if not Path(resume).is_dir():
+            raise ConfigError(f"--resume {resume} is not a run folder")
+        return saved_config(Path(resume))
+    if policy and (Path(policy) / "config.json").is_file():
+        return saved_config(Path(policy))
     return preset(args.preset)
 
 
@@ -118,7 +129,33 @@ def config_from_args(args: argparse.Namespace) -> HLConfig:
     overrides = {field.name.replace("_", "-"): getattr(args, f"hl_{field.name}")
                  for field in fields(HLConfig)
                  if getattr(args, f"hl_{field.name}") is not None}
+    changed = sorted(set(overrides) - {"episodes"})
+    if getattr(args, "resume", "") and changed:
+        name = changed[0].replace("-", "_")
+        flag = FLAG_ALIASES.get(name, name).replace("_", "-")
+        raise ConfigError(f"--resume continues with the run's own settings; drop "
+                          f"--{flag} (only --episodes may change)")
     return from_flat(overrides, base=base_config(args)).validate()
+
+
+def resume_point(args: argparse.Namespace, config: HLConfig) -> int:
+    """Episodes already done in the run to resume (0 when starting anew);
+    warnings about skipped damaged checkpoints go to stderr."""
+    if not getattr(args, "resume", ""):
+        return 0
+    if not args.verbose:
+        import_tensorflow_quietly()
+    from hl_flower.checkpoint import load_latest
+    from hl_flower.dqn import DQNAgent
+
+    checkpoint, warnings = load_latest(Path(args.resume), DQNAgent(config, config.seed))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    done = checkpoint.episodes_done if checkpoint else 0
+    if done >= config.episodes:
+        raise ConfigError(f"{args.resume} already finished {done} episodes; pass "
+                          f"--episodes {done + 10} (or more) with --resume to go on")
+    return done
 
 
 def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
@@ -190,7 +227,7 @@ def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
 
 
 def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
-        methods: list[str], agent) -> tuple[str, str | None]:
+        methods: list[str], agent, done: int = 0) -> tuple[str, str | None]:
     """Train, compare or evaluate; returns the closing text and why the run
     stopped early (None when it did not)."""
     if not args.verbose:
@@ -199,12 +236,13 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
     from hl_flower.progress import ConsoleProgress
     from hl_flower.server_app import make_server_app
 
-    progress = ConsoleProgress(config)
+    progress = ConsoleProgress(config, done)
     if command == "train":
         summary: dict = {}
         with progress:
             simulate(args, config, make_server_app(config, folder, progress.on_step,
-                                                   progress.on_episode, summary))
+                                                   progress.on_episode, summary,
+                                                   resume=bool(args.resume)))
         return progress.summary_line(), summary.get("stopped")
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
                        stem=command, agent=agent,
@@ -229,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         methods = check_compare_args(args, command)
         check_inputs(config)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
-        folder = create_run_folder(
+        done = resume_point(args, config)
+        folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
             Path(args.out) / (args.name or default_name(command, args, config)),
             args.overwrite)
     except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
@@ -237,13 +276,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
     episodes = f", {config.episodes} training episodes" if trains else ""
+    resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""
     print(f"{command} on {config.dataset}: {config.num_nodes} nodes, goal "
-          f"{config.goal}{episodes}; writing {folder}")
-    text, stopped = run(command, args, config, folder, methods, agent)
+          f"{config.goal}{episodes}{resumed}; writing {folder}")
+    text, stopped = run(command, args, config, folder, methods, agent, done)
     print(text)
     if stopped:
+        hint = f"; continue with --resume {folder}" if command == "train" else ""
         print(f"error: the run stopped early: {stopped}; the logs so far are in "
-              f"{folder}", file=sys.stderr)
+              f"{folder}{hint}", file=sys.stderr)
         return 1
     return 0
 

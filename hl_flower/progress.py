@@ -18,13 +18,15 @@ from .config import HLConfig
 class ConsoleProgress:
     """Progress bar (steps of the current episode) plus a line per episode."""
 
-    def __init__(self, config: HLConfig) -> None:
+    def __init__(self, config: HLConfig, done: int = 0) -> None:
         self.config = config
+        self.done = done  # episodes finished before (a resumed run)
         self.episodes: list[EpisodeResult] = []
         self.bar: tqdm | None = None
 
     def __enter__(self) -> ConsoleProgress:
-        self.bar = tqdm(total=self.config.episodes, unit="episode", file=sys.stdout,
+        self.bar = tqdm(total=self.config.episodes, initial=self.done, unit="episode",
+                        file=sys.stdout,
                         dynamic_ncols=True, leave=False,
                         disable=not sys.stdout.isatty())
         return self

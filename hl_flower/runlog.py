@@ -75,6 +75,43 @@ class RunRecorder:
         row["path"] = " ".join(map(str, result.path))
         self._append("episodes.csv", EPISODE_COLUMNS, row)
 
+    def resume(self, episodes_done: int) -> None:
+        """Continue a killed run's logs: keep (and reload) the rows of the
+        first ``episodes_done`` episodes; rows of the episode that was cut
+        short, and a line torn by the kill, are dropped."""
+        from strategies import EpisodeResult, StepResult
+
+        self.steps = self._reload("steps.csv", STEP_COLUMNS, StepResult,
+                                  {"holders": "holders", "next_nodes": "next_node"},
+                                  episodes_done)
+        self.episodes = self._reload("episodes.csv", EPISODE_COLUMNS, EpisodeResult,
+                                     {}, episodes_done)
+
+    def _reload(self, name: str, columns: list[str], kind: type, renamed: dict[str, str],
+                episodes_done: int) -> list:
+        path = self.folder / name
+        if not path.exists():
+            return []
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        kept, records = [], []
+        for row in rows:
+            try:
+                record = kind(**{f.name: _parse(row[renamed.get(f.name, f.name)], f.type)
+                                 for f in dataclasses.fields(kind)})
+            except (KeyError, TypeError, ValueError):
+                continue  # torn by the kill
+            if record.episode < episodes_done:
+                kept.append(row)
+                records.append(record)
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(kept)
+        tmp.replace(path)
+        return records
+
     def _append(self, name: str, columns: list[str], row: dict[str, Any]) -> None:
         path = self.folder / name
         new = not path.exists()
@@ -118,6 +155,23 @@ def _failures_by_node(steps: list[StepResult]) -> dict[str, int]:
             node = failure.split(":", 1)[0]
             counts[node] = counts.get(node, 0) + 1
     return counts
+
+
+def _parse(text: str | None, annotation: str) -> Any:
+    """A CSV cell back to the type its dataclass field declares."""
+    if text is None:
+        raise ValueError("missing cell")
+    if annotation == "float | None":
+        return None if text == "" else float(text)
+    if annotation == "list[int]":
+        return [int(n) for n in text.split()]
+    if annotation == "list[str]":
+        return text.split("; ") if text else []
+    if annotation == "bool":
+        if text not in ("True", "False"):
+            raise ValueError(text)
+        return text == "True"
+    return {"int": int, "float": float}[annotation](text)
 
 
 def _short(value: Any) -> Any:

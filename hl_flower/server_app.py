@@ -18,6 +18,7 @@ from flwr.serverapp import Grid, ServerApp
 from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
+from .checkpoint import load_latest, save_checkpoint
 from .config import HLConfig, from_flat, to_flat
 from .data import load_dataset, one_hot
 from .distance import distance_matrix
@@ -62,13 +63,22 @@ def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
            on_step: Callable[[StepResult], None] | None = None,
-           on_episode: Callable[[EpisodeResult], None] | None = None) -> dict:
-    """Train HL for ``config.episodes`` episodes, logging into ``folder``."""
+           on_episode: Callable[[EpisodeResult], None] | None = None,
+           resume: bool = False) -> dict:
+    """Train HL for ``config.episodes`` episodes, logging into ``folder``;
+    with ``resume``, continue from the folder's last good checkpoint."""
     started = time.perf_counter()
     write_json(folder / "config.json", to_flat(config))
     agent = DQNAgent(config, seed=config.seed)
     strategy = HomogeneousLearning(config, agent, distance_matrix(config))
     recorder = RunRecorder(folder)
+    first_episode = 0
+    if resume:
+        checkpoint, _ = load_latest(folder, agent)  # sim.py already showed warnings
+        if checkpoint:
+            first_episode = checkpoint.episodes_done
+            strategy.policy_updates = checkpoint.policy_updates
+        recorder.resume(first_episode)
 
     def step_done(result: StepResult) -> None:
         recorder.on_step(result)
@@ -78,17 +88,20 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     def episode_done(result: EpisodeResult) -> None:
         recorder.on_episode(result)
         agent.save(folder)
+        save_checkpoint(folder, agent, result.episode + 1, strategy.policy_updates)
         if on_episode:
             on_episode(result)
 
     stopped = None
     try:
         strategy.start(grid, model_factory(config), TestSetEvaluator(config),
-                       on_step=step_done, on_episode=episode_done)
+                       episodes=config.episodes - first_episode, on_step=step_done,
+                       on_episode=episode_done, first_episode=first_episode)
     except NodeFailure as failure:  # logged so far stays; the summary says why
         stopped = str(failure)
     summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
                                     "policy_updates": strategy.policy_updates,
+                                    "resumed_from_episode": first_episode if resume else None,
                                     "stopped": stopped}
     write_json(folder / "summary.json", summary)
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
@@ -99,14 +112,14 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
 def make_server_app(config: HLConfig, folder: Path,
                     on_step: Callable[[StepResult], None] | None = None,
                     on_episode: Callable[[EpisodeResult], None] | None = None,
-                    summary: dict | None = None) -> ServerApp:
+                    summary: dict | None = None, resume: bool = False) -> ServerApp:
     """A ServerApp bound to these settings and run folder (used by sim.py);
     the run's summary lands in ``summary``."""
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        result = run_hl(grid, config, folder, on_step, on_episode)
+        result = run_hl(grid, config, folder, on_step, on_episode, resume)
         if summary is not None:
             summary.update(result)
 

@@ -1,0 +1,115 @@
+"""A run killed with SIGKILL mid-episode resumes and continues exactly as a
+run that was never interrupted (real sim.py subprocesses, real simulation)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
+        "--other-samples", "100", "--learning-rate", "0.005", "--episodes", "4",
+        "--replay-batch", "8", "--dqn-fit-batch", "4", "--epsilon-decay", "0.5"]
+
+
+def sim(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "sim.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+def steps_of(folder: Path) -> list[tuple[str, ...]]:
+    with (folder / "steps.csv").open() as handle:
+        return [(r["episode"], r["step"], r["holder"], r["next_node"], r["accuracy"])
+                for r in csv.DictReader(handle)]
+
+
+def kill_mid_episode(out: Path, name: str, episodes_done: int) -> None:
+    """Start a run, SIGKILL it (and its Ray processes) inside the episode
+    after ``episodes_done``."""
+    folder = out / name
+    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(out),
+                                "--name", name], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            started = [r for r in steps_of(folder) if int(r[0]) == episodes_done] \
+                if (folder / "steps.csv").exists() else []
+            if len(started) >= 2:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("resume")
+    done = sim(*TINY, "--out", str(out), "--name", "whole")
+    assert done.returncode == 0, done.stderr[-2000:]
+    kill_mid_episode(out, "killed", episodes_done=2)
+    return out
+
+
+def test_killed_run_resumes_exactly_where_it_was(runs: Path) -> None:
+    killed = runs / "killed"
+    partial = steps_of(killed)
+    assert {r[0] for r in partial} >= {"0", "1", "2"}  # killed inside episode 2
+    done = sim("--resume", str(killed))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming after episode 2" in done.stdout
+    assert steps_of(killed) == steps_of(runs / "whole")  # same nodes, same accuracy
+    with (killed / "episodes.csv").open() as handle:
+        assert [r["episode"] for r in csv.DictReader(handle)] == ["0", "1", "2", "3"]
+    assert sorted(p.name for p in killed.glob("checkpoint-*")) == [
+        "checkpoint-00003", "checkpoint-00004"]
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_one_before(runs: Path) -> None:
+    folder = runs / "killed"
+    if not (folder / "checkpoint-00004").exists():
+        pytest.skip("needs the resumed run")
+    (folder / "checkpoint-00004" / "memory.npz").write_bytes(b"garbage")
+    done = sim("--resume", str(folder), "--episodes", "4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "warning: skipping a damaged checkpoint" in done.stderr
+    assert "checksum" in done.stderr and "Traceback" not in done.stderr
+    assert "resuming after episode 3" in done.stdout
+    assert steps_of(folder) == steps_of(runs / "whole")
+
+
+def test_no_usable_checkpoint_is_one_line_and_changes_nothing(runs: Path) -> None:
+    folder = runs / "killed"
+    for checkpoint in folder.glob("checkpoint-*"):
+        (checkpoint / "state.json").write_text("{not json")
+    before = (folder / "steps.csv").read_bytes()
+    done = sim("--resume", str(folder), "--episodes", "6")
+    assert done.returncode == 2
+    assert done.stderr.count("error:") == 1 and "no older checkpoint" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (folder / "steps.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--resume", "/nonexistent/run"], "not a run folder"),
+    (["--resume", "{whole}", "--nodes", "5"], "drop --nodes"),
+    (["--resume", "{whole}"], "already finished 4 episodes"),
+])
+def test_bad_resume_requests_are_refused(runs: Path, args: list[str],
+                                         expected: str) -> None:
+    args = [a.format(whole=runs / "whole") for a in args]
+    before = (runs / "whole" / "steps.csv").read_bytes()
+    done = sim(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], done.stderr
+    assert (runs / "whole" / "steps.csv").read_bytes() == before
