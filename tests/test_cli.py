@@ -9,12 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hl_flower.idx import write_idx
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "sim.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
+
+
+def write_idx_folder(folder: Path, train_labels: int) -> None:
+    """A small MNIST-format folder: 60 train and 20 test 28x28 images."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28)))
+    write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 10, train_labels))
+    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)))
+    write_idx(folder / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 20))
 
 
 def write_bad_files(folder: Path) -> dict[str, Path]:
@@ -25,6 +37,16 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     files["corrupt"].mkdir()
     (files["corrupt"] / "policy.json").write_text('{"num_nodes": 10, "hidden": [500, 200]}')
     (files["corrupt"] / "policy.weights.h5").write_bytes(b"not an HDF5 file")
+    files["square"], files["negative"] = folder / "square.csv", folder / "negative.csv"
+    np.savetxt(files["square"], np.zeros((10, 9)), delimiter=",")
+    negative = np.zeros((10, 10))
+    negative[1, 2] = negative[2, 1] = -0.5
+    np.savetxt(files["negative"], negative, delimiter=",")
+    for name, labels in (("idx_truncated", 60), ("idx_counts", 59)):
+        files[name] = folder / name
+        write_idx_folder(files[name], train_labels=labels)
+    train_images = files["idx_truncated"] / "train-images-idx3-ubyte"
+    train_images.write_bytes(train_images.read_bytes()[:-100])
     asym = np.ones((10, 10))
     asym[0, 1] = 5
     np.savetxt(files["asymmetric"], asym, delimiter=",")
@@ -41,6 +63,11 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--k", "11"], "--k"),
     (["--goal", "1.5"], "--goal"),
     (["--episodes", "0"], "--episodes"),
+    (["--episodes", "-3"], "--episodes"),
+    (["--max-steps", "0"], "--max-steps"),
+    (["--k", "0"], "--k"),
+    (["--goal", "0"], "--goal"),
+    (["--max-failures", "0"], "--max-failures"),
     (["--starter", "10"], "--starter"),
     (["--dataset", "cifar"], "unknown dataset"),
     (["--preset", "nope"], "--preset"),
@@ -53,6 +80,10 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--distance-file", "{nan}"], "NaN"),
     (["--distance-file", "{words}"], "not a numeric matrix"),
     (["--distance-file", "{size}"], "4 x 4"),
+    (["--distance-file", "{square}"], "square"),
+    (["--distance-file", "{negative}"], "negative"),
+    (["--dataset", "idx:{idx_truncated}"], "truncated"),
+    (["--dataset", "idx:{idx_counts}"], "counts must agree"),
     (["eval"], "--policy"),
     (["eval", "--policy", "/nonexistent/run"], "not a folder"),
     (["eval", "--policy", "{empty}"], "holds no policy"),

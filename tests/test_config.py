@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
 import tomllib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hl_flower.config import ConfigError, HLConfig, from_flat, preset, to_flat
 
@@ -201,3 +204,30 @@ def test_pyproject_run_config_matches_defaults() -> None:
     run_config.pop("run-dir")
     assert run_config == to_flat(HLConfig())
     assert from_flat(run_config) == HLConfig()
+
+
+# --- property-based: validation never crashes and never lets a bad run through
+
+NUMBERS = st.one_of(st.integers(-5, 50), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from(["3", "0.5", "x", "", "true", "nan"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.fixed_dictionaries({}, optional={
+    key: NUMBERS for key in ("num-nodes", "k", "goal", "starter", "episodes",
+                             "max-steps", "learning-rate", "discount",
+                             "epsilon-start", "epsilon-decay", "max-failures",
+                             "reply-timeout", "main-samples", "other-samples")}))
+def test_validation_accepts_only_runnable_settings(values: dict) -> None:
+    try:
+        config = from_flat(values).validate()
+    except ConfigError as err:
+        assert str(err) and "\n" not in str(err)  # one line for the user
+        return
+    assert config.num_nodes >= 2 and 1 <= config.k <= config.num_nodes
+    assert 0 < config.goal <= 1 and 0 <= config.starter < config.num_nodes
+    assert config.episodes >= 1 and config.max_steps >= 1 and config.max_failures >= 1
+    assert config.learning_rate > 0 and math.isfinite(config.learning_rate)
+    assert 0 <= config.discount <= 1 and 0 <= config.epsilon_start <= 1
+    assert config.epsilon_decay >= 0 and config.reply_timeout > 0
+    assert config.main_samples >= 1 and config.other_samples >= 0
