@@ -70,6 +70,9 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-client", type=float, default=0,
                         help="Ray CPUs per virtual client (default: all, i.e. "
                              "one warm actor; HL trains one node at a time)")
+    parser.add_argument("--ray-address", default="",
+                        help="run on an existing Ray cluster (e.g. 10.0.0.5:6379 "
+                             "from `ray start --head`) instead of a local one")
     if command == "train":
         parser.add_argument("--resume", default="", metavar="RUN_FOLDER",
                             help="continue a stopped run from its last checkpoint "
@@ -215,11 +218,15 @@ def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
 
     quiet_flower_logger(args.verbose)  # after the imports: Ray resets warning filters
     cpus = os.cpu_count() or 1
+    init_args = {"log_to_driver": args.verbose,
+                 "logging_level": "INFO" if args.verbose else "ERROR"}
+    if args.ray_address:  # the cluster decides its CPUs; connect, do not start
+        init_args |= {"address": args.ray_address}
+    else:
+        init_args |= {"num_cpus": cpus, "include_dashboard": False}
     backend_config = {
         "client_resources": {"num_cpus": args.cpus_per_client or cpus, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "include_dashboard": False,
-                      "log_to_driver": args.verbose,
-                      "logging_level": "INFO" if args.verbose else "ERROR"},
+        "init_args": init_args,
     }
     run_simulation(server_app=server_app, client_app=client_app,
                    num_supernodes=config.num_nodes, backend_config=backend_config,

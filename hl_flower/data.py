@@ -176,6 +176,23 @@ def _disjoint_other_counts(node: int, other: int, num_classes: int) -> dict[int,
     return {c: share + (1 if i < extra else 0) for i, c in enumerate(classes)}
 
 
+def _disjoint_taken_before(node: int, other: int, num_classes: int) -> np.ndarray:
+    """Per class, the ``other`` samples nodes 0..node-1 took (vectorised form
+    of summing :func:`_disjoint_other_counts` over them: O(node x C), so
+    1,000 nodes stay fast)."""
+    earlier = np.arange(node)
+    own = earlier % num_classes
+    others = num_classes - 1
+    share, extra = divmod(other, others) if others else (0, 0)
+    taken = np.zeros(num_classes, dtype=int)
+    for c in range(num_classes):
+        uses = own != c
+        position = np.where(c < own, c, c - 1)  # index among the other classes
+        rotated = (position - earlier % max(others, 1)) % max(others, 1)
+        taken[c] = int(np.sum(uses * (share + (rotated < extra))))
+    return taken
+
+
 def _disjoint_other(labels: np.ndarray, node: int, num_nodes: int, other: int,
                     num_classes: int) -> np.ndarray:
     """Node's own ``other`` samples: no two nodes share one.
@@ -183,10 +200,7 @@ def _disjoint_other(labels: np.ndarray, node: int, num_nodes: int, other: int,
     Each class's samples are handed out from its end, in node order, so the
     result depends only on the settings, not on which node asks first.
     """
-    taken_before = np.zeros(num_classes, dtype=int)
-    for earlier in range(node):
-        for c, n in _disjoint_other_counts(earlier, other, num_classes).items():
-            taken_before[c] += n
+    taken_before = _disjoint_taken_before(node, other, num_classes)
     picked = []
     for c, n in _disjoint_other_counts(node, other, num_classes).items():
         in_class = np.flatnonzero(labels == c)[::-1]
