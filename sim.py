@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import fields
 from pathlib import Path
 
-from hl_flower.quiet import import_tensorflow_quietly, quiet_environment, quiet_flower_logger
+from hl_flower.quiet import import_tensorflow_quietly, quiet_environment
 
 quiet_environment(verbose="--verbose" in sys.argv)
 
@@ -212,25 +211,10 @@ def default_name(command: str, args: argparse.Namespace, config: HLConfig) -> st
 
 def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
     """Run ``server_app`` on the Simulation Engine, one virtual node per HL node."""
-    from flwr.simulation import run_simulation
+    from hl_flower.simulation import simulate as run_on_engine
 
-    from hl_flower.client_app import app as client_app
-
-    quiet_flower_logger(args.verbose)  # after the imports: Ray resets warning filters
-    cpus = os.cpu_count() or 1
-    init_args = {"log_to_driver": args.verbose,
-                 "logging_level": "INFO" if args.verbose else "ERROR"}
-    if args.ray_address:  # the cluster decides its CPUs; connect, do not start
-        init_args |= {"address": args.ray_address}
-    else:
-        init_args |= {"num_cpus": cpus, "include_dashboard": False}
-    backend_config = {
-        "client_resources": {"num_cpus": args.cpus_per_client or cpus, "num_gpus": 0.0},
-        "init_args": init_args,
-    }
-    run_simulation(server_app=server_app, client_app=client_app,
-                   num_supernodes=config.num_nodes, backend_config=backend_config,
-                   verbose_logging=args.verbose)
+    run_on_engine(server_app, config.num_nodes, cpus_per_client=args.cpus_per_client,
+                  ray_address=args.ray_address, verbose=args.verbose)
 
 
 def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
-from flwr.simulation import run_simulation
 
 from hl_flower.compare import CurveRecorder, model_factory
 from hl_flower.config import HLConfig
@@ -27,6 +26,7 @@ from hl_flower.distance import reference_distance
 from hl_flower.drills import app as drill_app
 from hl_flower.drills import parse_drills
 from hl_flower.server_app import TestSetEvaluator, run_hl
+from hl_flower.simulation import simulate
 from strategies import RoundRobin, StepResult
 
 DRILLS = "1:crash:1-3,2:crash,3:nan,4:choice"
@@ -55,11 +55,8 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
         seen["budget"] = run_hl(grid, CONFIG.replace(max_failures=2), out / "budget")
 
     os.environ["HL_DRILL"] = DRILLS  # read by the drill ClientApp in each actor
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     try:
-        run_simulation(server_app=server_app, client_app=drill_app,
-                       num_supernodes=CONFIG.num_nodes,
-                       backend_config={"client_resources": {"num_cpus": 1}})
+        simulate(server_app, CONFIG.num_nodes, client_app=drill_app)
     finally:
         del os.environ["HL_DRILL"]
     assert {"round_robin", "hl", "budget"} <= seen.keys(), "the ServerApp did not finish"

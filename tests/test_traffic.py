@@ -8,19 +8,17 @@ payloads the spy saw, and match the model and policy sizes step by step.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import pytest
 from flwr.app import Context, Message
 from flwr.serverapp import Grid, ServerApp
-from flwr.simulation import run_simulation
 
-from hl_flower.client_app import app as client_app
 from hl_flower.compare import run_comparison
 from hl_flower.config import HLConfig
 from hl_flower.dqn import DQNAgent
 from hl_flower.messages import ARRAYS, POLICY
+from hl_flower.simulation import simulate
 from strategies import MeteredGrid
 
 CONFIG = HLConfig(dataset="digits", num_nodes=3, main_samples=100, other_samples=50,
@@ -62,10 +60,7 @@ def observed() -> dict:
             MeteredGrid(spy), CONFIG, agent, ["HL-greedy", "RandomHop", "FedAvg"], [1])
         seen.update(runs=runs, curves=curves, carried=spy.carried)
 
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    run_simulation(server_app=server_app, client_app=client_app,
-                   num_supernodes=CONFIG.num_nodes,
-                   backend_config={"client_resources": {"num_cpus": 1}})
+    simulate(server_app, CONFIG.num_nodes)
     assert seen, "the ServerApp did not finish"
     return seen
 

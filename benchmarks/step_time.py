@@ -1,0 +1,207 @@
+"""How long an HL step takes through Flower, against the same work done bare.
+
+    python benchmarks/step_time.py                     # mnist-5k, 10 nodes
+    python benchmarks/step_time.py --episodes 3 --steps 20 --fedavg-rounds 6
+
+In one process and one run it measures, per step:
+
+1. HL through Flower: the holder trains one epoch, computes the observation
+   and the DQN choice (in the Ray actor), the server evaluates; messages,
+   (de)serialisation and scheduling included (``time_step`` of each round).
+2. The bare TensorFlow work of the same step, in this process, no Flower:
+   one local epoch, the observation, the DQN choice, the evaluation.
+3. FedAvg per round, through Flower and bare (10 local epochs, the average,
+   the evaluation).
+4. A re-creation of the reference implementation's loop: fresh Keras models
+   for the global model and every node each episode, ``model.fit`` on the
+   chosen node, the N x P weight stack and a scikit-learn PCA refit, the
+   weights copied back to every node, ``model.evaluate`` and the DQN's
+   ``model.predict``.
+
+Every episode runs exactly ``--steps`` steps (the goal is set out of reach).
+It prints figures and their ratios; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from hl_flower.quiet import import_tensorflow_quietly, quiet_environment  # noqa: E402
+
+quiet_environment(verbose=False)
+import_tensorflow_quietly()
+
+import numpy as np  # noqa: E402
+from flwr.app import ArrayRecord, Context  # noqa: E402
+from flwr.serverapp import Grid, ServerApp  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from hl_flower.client_app import node_partition  # noqa: E402
+from hl_flower.config import preset  # noqa: E402
+from hl_flower.data import load_dataset, one_hot  # noqa: E402
+from hl_flower.distance import distance_matrix  # noqa: E402
+from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
+from hl_flower.model import build_node_model, shared_trainer  # noqa: E402
+from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
+from hl_flower.server_app import TestSetEvaluator, model_factory  # noqa: E402
+from hl_flower.simulation import simulate  # noqa: E402
+from strategies import FedAvgBaseline, HomogeneousLearning  # noqa: E402
+
+
+def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[float]:
+    """Run ``strategy`` for ``episodes`` episodes; the seconds of every round."""
+    times: list[float] = []
+    strategy.start(grid, model_factory(config), TestSetEvaluator(config),
+                   episodes=episodes, on_step=lambda s: times.append(s.time_step))
+    return times
+
+
+def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[float]:
+    """The same work as an HL step, in this process, without Flower."""
+    dataset = load_dataset(config.dataset)
+    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
+                             config.learning_rate)
+    evaluate = TestSetEvaluator(config)
+    new_model = model_factory(config)
+    rng = np.random.default_rng(0)
+    policy = agent.get_weights()
+    times = []
+    for episode in range(episodes):
+        weights = new_model(episode).to_numpy_ndarrays()
+        holder = config.starter
+        for _ in range(steps):
+            started = time.perf_counter()
+            data = node_partition(config, holder)
+            trainer.model.set_weights(weights)
+            trainer.fit_epochs(data.x, data.y, 1, config.batch_size, rng)
+            trained = trainer.model.get_weights()
+            observation = reference_observation(
+                flatten_weights(weights), {holder: flatten_weights(trained)},
+                config.num_nodes, config.pca_components)
+            q = q_values(policy, observation[None, :])[0]
+            holder = int(np.argmax(q)) if rng.random() > 0.5 else int(
+                rng.integers(config.num_nodes))
+            evaluate(ArrayRecord(trained))
+            weights = trained
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def bare_fedavg_rounds(config, rounds: int) -> list[float]:
+    """FedAvg's work per round (every node trains, average, evaluate), bare."""
+    dataset = load_dataset(config.dataset)
+    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
+                             config.learning_rate)
+    evaluate = TestSetEvaluator(config)
+    weights = model_factory(config)(0).to_numpy_ndarrays()
+    rng = np.random.default_rng(0)
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        updates, sizes = [], []
+        for node in range(config.num_nodes):
+            data = node_partition(config, node)
+            trainer.model.set_weights(weights)
+            trainer.fit_epochs(data.x, data.y, 1, config.batch_size, rng)
+            updates.append(trainer.model.get_weights())
+            sizes.append(len(data.y))
+        weights = [np.average(np.stack(layer), axis=0, weights=sizes)
+                   for layer in zip(*updates, strict=True)]
+        evaluate(ArrayRecord(weights))
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def reference_loop(config, agent: DQNAgent, episodes: int, steps: int
+                   ) -> tuple[list[float], list[float]]:
+    """The reference's work per step (and per episode reset), re-created."""
+    dataset = load_dataset(config.dataset)
+    x_test = dataset.x_test
+    y_test = one_hot(dataset.y_test, dataset.num_classes)
+    rng = np.random.default_rng(0)
+    step_times, reset_times = [], []
+    for _ in range(episodes):
+        started = time.perf_counter()
+        build = (dataset.input_shape, dataset.num_classes, config.learning_rate)
+        global_model = build_node_model(*build)
+        clients = [build_node_model(*build) for _ in range(config.num_nodes)]
+        for client in clients:
+            client.set_weights(global_model.get_weights())
+        reset_times.append(time.perf_counter() - started)
+        for _ in range(steps):
+            started = time.perf_counter()
+            node = int(rng.integers(config.num_nodes))
+            data = node_partition(config, node)
+            clients[node].fit(data.x, data.y, epochs=1, batch_size=config.batch_size,
+                              verbose=0)
+            global_model.set_weights(clients[node].get_weights())
+            stack = np.array([flatten_weights(c.get_weights()) for c in clients])
+            observation = PCA(n_components=config.pca_components).fit_transform(stack)
+            for client in clients:
+                client.set_weights(global_model.get_weights())
+            global_model.evaluate(x_test, y_test, verbose=0)
+            agent.network.predict(observation.reshape(1, -1), verbose=0)
+            step_times.append(time.perf_counter() - started)
+    return step_times, reset_times
+
+
+def describe(name: str, times: list[float]) -> str:
+    """One table row: median, 10th-90th percentile, mean, count."""
+    p10, p90 = np.percentile(times, [10, 90])
+    return (f"| {name} | {statistics.median(times):.3f} | {p10:.3f}-{p90:.3f} | "
+            f"{statistics.fmean(times):.3f} | {len(times)} |")
+
+
+def main() -> None:
+    """Measure everything in one run and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--fedavg-rounds", type=int, default=4)
+    args = parser.parse_args()
+    config = preset("quick").replace(goal=0.99, max_steps=args.steps,
+                                     episodes=args.episodes)
+    results: dict[str, list[float]] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def run(grid: Grid, context: Context) -> None:
+        agent = DQNAgent(config, seed=0)
+        hl = HomogeneousLearning(config, agent, distance_matrix(config))
+        results["hl"] = timed_steps(hl, grid, config, args.episodes)
+        fedavg = FedAvgBaseline(config.replace(max_steps=args.fedavg_rounds))
+        results["fedavg"] = timed_steps(fedavg, grid, config, 1)
+        results["hl_bare"] = bare_hl_steps(config, agent, args.episodes, args.steps)
+        results["fedavg_bare"] = bare_fedavg_rounds(config, args.fedavg_rounds)
+        results["reference"], results["reference_reset"] = reference_loop(
+            config, agent, args.episodes, args.steps)
+
+    simulate(server_app, config.num_nodes)
+    print(f"mnist-5k, {config.num_nodes} nodes, {args.episodes} episodes x "
+          f"{args.steps} steps, {args.fedavg_rounds} FedAvg rounds (seconds)\n")
+    print("| what | median | p10-p90 | mean | n |\n|---|---|---|---|---|")
+    for key, name in (("hl", "HL step through Flower"),
+                      ("hl_bare", "HL step, bare TensorFlow work"),
+                      ("reference", "reference loop step (re-created)"),
+                      ("reference_reset", "reference episode reset (11 models)"),
+                      ("fedavg", "FedAvg round through Flower"),
+                      ("fedavg_bare", "FedAvg round, bare TensorFlow work")):
+        print(describe(name, results[key]))
+    median = statistics.median
+    mean = statistics.fmean
+    print(f"\nFlower + HL overhead: median HL step / median bare step = "
+          f"{median(results['hl']) / median(results['hl_bare']):.2f}")
+    print(f"FedAvg through Flower / bare (median round) = "
+          f"{median(results['fedavg']) / median(results['fedavg_bare']):.2f}")
+    print(f"mean HL step / mean reference step = "
+          f"{mean(results['hl']) / mean(results['reference']):.2f}")
+
+
+if __name__ == "__main__":
+    main()
