@@ -51,15 +51,15 @@ from hl_flower.model import build_node_model, shared_trainer  # noqa: E402
 from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
 from hl_flower.server_app import TestSetEvaluator, model_factory  # noqa: E402
 from hl_flower.simulation import simulate  # noqa: E402
-from strategies import FedAvgBaseline, HomogeneousLearning  # noqa: E402
+from strategies import FedAvgBaseline, HomogeneousLearning, StepResult  # noqa: E402
 
 
-def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[float]:
-    """Run ``strategy`` for ``episodes`` episodes; the seconds of every round."""
-    times: list[float] = []
+def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[StepResult]:
+    """Run ``strategy`` for ``episodes`` episodes; every round's result."""
+    steps: list[StepResult] = []
     strategy.start(grid, model_factory(config), TestSetEvaluator(config),
-                   episodes=episodes, on_step=lambda s: times.append(s.time_step))
-    return times
+                   episodes=episodes, on_step=steps.append)
+    return steps
 
 
 def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[float]:
@@ -168,15 +168,24 @@ def main() -> None:
     config = preset("quick").replace(goal=0.99, max_steps=args.steps,
                                      episodes=args.episodes)
     results: dict[str, list[float]] = {}
+    parts: dict[str, list[float]] = {}
     server_app = ServerApp()
 
     @server_app.main()
     def run(grid: Grid, context: Context) -> None:
         agent = DQNAgent(config, seed=0)
         hl = HomogeneousLearning(config, agent, distance_matrix(config))
-        results["hl"] = timed_steps(hl, grid, config, args.episodes)
+        steps = timed_steps(hl, grid, config, args.episodes)
+        results["hl"] = [s.time_step for s in steps]
+        parts.update({
+            "node: local epoch": [s.time_train for s in steps],
+            "node: observation + DQN choice": [s.time_observe for s in steps],
+            "server: evaluation": [s.time_evaluate for s in steps],
+            "the rest: messages, serialisation, scheduling": [
+                s.time_step - s.time_train - s.time_observe - s.time_evaluate
+                for s in steps]})
         fedavg = FedAvgBaseline(config.replace(max_steps=args.fedavg_rounds))
-        results["fedavg"] = timed_steps(fedavg, grid, config, 1)
+        results["fedavg"] = [s.time_step for s in timed_steps(fedavg, grid, config, 1)]
         results["hl_bare"] = bare_hl_steps(config, agent, args.episodes, args.steps)
         results["fedavg_bare"] = bare_fedavg_rounds(config, args.fedavg_rounds)
         results["reference"], results["reference_reset"] = reference_loop(
@@ -193,6 +202,10 @@ def main() -> None:
                       ("fedavg", "FedAvg round through Flower"),
                       ("fedavg_bare", "FedAvg round, bare TensorFlow work")):
         print(describe(name, results[key]))
+    print("\nWhere an HL step through Flower goes:\n")
+    print("| part | median | p10-p90 | mean | n |\n|---|---|---|---|---|")
+    for name, times in parts.items():
+        print(describe(name, times))
     median = statistics.median
     mean = statistics.fmean
     print(f"\nFlower + HL overhead: median HL step / median bare step = "

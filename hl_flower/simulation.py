@@ -14,6 +14,7 @@ import os
 from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
+from .prompt_delivery import patch_delivery
 from .quiet import quiet_flower_logger
 
 
@@ -39,6 +40,7 @@ def simulate(server_app: ServerApp, num_nodes: int, client_app: ClientApp | None
 
     if client_app is None:
         from .client_app import app as client_app
+    patch_delivery()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     quiet_flower_logger(verbose)  # after the imports: Ray resets warning filters
     run_simulation(server_app=server_app, client_app=client_app,

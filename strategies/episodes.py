@@ -22,6 +22,7 @@ from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
 from hl_flower.distance import step_reward
+from hl_flower.prompt_delivery import tune_grid
 
 from .metered_grid import MeteredGrid, Traffic
 
@@ -152,6 +153,7 @@ class EpisodeLoop:
         ``evaluate_fn`` returns the test accuracy of a model. ``on_step`` and
         ``on_episode`` see the results as they happen.
         """
+        tune_grid(grid)
         grid = MeteredGrid.wrap(grid)
         episodes = self.config.episodes if episodes is None else episodes
         self.prepare(grid)
