@@ -62,9 +62,13 @@ def _run_settings(message: Message) -> HLConfig:
     return from_flat(dict(message.content[HL_CONFIG]))
 
 
-def current_policy(message: Message, context: Context, version: int) -> list:
-    """The policy weights of ``version``: from the message, else from state."""
+def current_policy(message: Message, context: Context, step: ConfigRecord) -> list:
+    """The policy weights the step names: from the message (kept in the node's
+    state if the server says so), else the copy in state."""
+    version = int(step["policy-version"])
     if POLICY in message.content.array_records:
+        if not bool(step.get("keep-policy", True)):  # many nodes: no copy per node
+            return message.content[POLICY].to_numpy_ndarrays()
         context.state[STATE_POLICY] = message.content[POLICY]
         context.state[STATE_POLICY_VERSION] = ConfigRecord({"version": version})
     held = held_policy_version(context)
@@ -134,7 +138,7 @@ def train(message: Message, context: Context) -> Message:
         observation = reference_observation(
             flatten_weights(global_weights), {node: flatten_weights(trained)},
             config.num_nodes, config.pca_components)
-        policy = current_policy(message, context, int(step["policy-version"]))
+        policy = current_policy(message, context, step)
         metrics["next-nodes"] = decide(policy, observation, step, config)
         metrics["observation"] = observation.astype(float).tolist()
         metrics["policy-version"] = held_policy_version(context)
@@ -158,7 +162,7 @@ def choose(message: Message, context: Context) -> Message:
     config = _run_settings(message)
     step = message.content[STEP]
     observation = np.asarray(message.content[METRICS]["observation"], np.float32)
-    policy = current_policy(message, context, int(step["policy-version"]))
+    policy = current_policy(message, context, step)
     metrics = MetricRecord({"next-nodes": decide(policy, observation, step, config),
                             "policy-version": held_policy_version(context)})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)

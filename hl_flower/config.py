@@ -51,6 +51,7 @@ class HLConfig:
     dqn_fit_batch: int = 16
     normalize_targets: bool = True  # reference quirk: targets /= ||targets||_2
     pca_components: int = 10  # observation = N x pca_components
+    node_policy_budget_mb: float = 256.0  # nodes keep a policy copy while N copies fit
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
     distance_seed: int = 0  # reference: np.random.seed(0)
@@ -87,7 +88,7 @@ class HLConfig:
             raise ConfigError(f"unknown --partition {self.partition!r}; "
                               "use reference or disjoint")
         for name in ("learning_rate", "dqn_learning_rate", "reply_timeout",
-                     "reward_base"):
+                     "reward_base", "node_policy_budget_mb"):
             value = getattr(self, name)
             if not value > 0 or math.isinf(value):
                 raise ConfigError(f"--{_flag(name)} must be a positive number, "
@@ -105,6 +106,19 @@ class HLConfig:
     def replace(self, **changes: Any) -> HLConfig:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def policy_parameters(self) -> int:
+        """Weights of the DQN: 10N -> hidden 1 -> hidden 2 -> N, with biases."""
+        sizes = [self.observation_size, self.dqn_hidden_1, self.dqn_hidden_2,
+                 self.num_nodes]
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+
+    @property
+    def nodes_keep_policy(self) -> bool:
+        """Whether every node keeping a float32 copy of the policy between its
+        visits fits ``node_policy_budget_mb`` (else it travels each decision)."""
+        return self.num_nodes * self.policy_parameters * 4 <= self.node_policy_budget_mb * 1e6
 
     @property
     def observation_size(self) -> int:

@@ -60,6 +60,7 @@ class HomogeneousLearning(TravellingModel):
         self.policy_updates = 0
         self.state: np.ndarray | None = None  # observation before the last choice
         self.previous_global: list[np.ndarray] = []  # k > 1: model before the step
+        self._policy_record_of: tuple[int, ArrayRecord | None] = (0, None)
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -87,7 +88,8 @@ class HomogeneousLearning(TravellingModel):
 
     def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
         """The holder decides when k = 1, with this policy version."""
-        return {"decide": self.config.k == 1, "policy-version": self.policy_version}
+        return {"decide": self.config.k == 1, "policy-version": self.policy_version,
+                "keep-policy": self.config.nodes_keep_policy}
 
     # -- the DQN ----------------------------------------------------------- #
     def epsilon(self, episode: int) -> float:
@@ -143,10 +145,19 @@ class HomogeneousLearning(TravellingModel):
 
     # -- helpers ----------------------------------------------------------- #
     def _attach_policy_if_stale(self, content: RecordDict, partition: int) -> None:
+        """Send the policy unless the node keeps the current one."""
         node_id = self.node_ids[partition]
-        if self.node_policy_versions.get(node_id) != self.policy_version:
-            content[POLICY] = ArrayRecord(self.agent.get_weights())
+        if (not self.config.nodes_keep_policy
+                or self.node_policy_versions.get(node_id) != self.policy_version):
+            content[POLICY] = self._policy_record()
             self.node_policy_versions[node_id] = self.policy_version
+
+    def _policy_record(self) -> ArrayRecord:
+        """The policy as a record, built once per version."""
+        if self._policy_record_of[0] != self.policy_version:
+            self._policy_record_of = (self.policy_version,
+                                      ArrayRecord(self.agent.get_weights()))
+        return self._policy_record_of[1]
 
     def _ask_lead(self, grid: Grid, observation: np.ndarray,
                   step_config: ConfigRecord) -> list[int]:

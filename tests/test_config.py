@@ -231,3 +231,14 @@ def test_validation_accepts_only_runnable_settings(values: dict) -> None:
     assert 0 <= config.discount <= 1 and 0 <= config.epsilon_start <= 1
     assert config.epsilon_decay >= 0 and config.reply_timeout > 0
     assert config.main_samples >= 1 and config.other_samples >= 0
+
+
+def test_policy_size_and_when_nodes_keep_a_copy() -> None:
+    ten = HLConfig()
+    # 100 -> 500 -> 200 -> 10 with biases
+    assert ten.policy_parameters == 100 * 500 + 500 + 500 * 200 + 200 + 200 * 10 + 10
+    assert ten.nodes_keep_policy  # 10 x 0.6 MB
+    thousand = HLConfig(num_nodes=1000)
+    assert thousand.policy_parameters * 4 > 20e6  # the input grows with 10 N
+    assert not thousand.nodes_keep_policy  # 1,000 copies would need ~21 GB
+    assert HLConfig(num_nodes=1000, node_policy_budget_mb=30_000).nodes_keep_policy
