@@ -21,6 +21,7 @@ from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import HL_CONFIG, METRICS, STEP
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
+from .replies import one_line
 
 
 class FedAvgBaseline(EpisodeLoop, FedAvg):
@@ -66,8 +67,10 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
         if trained is None or metrics is None:
             raise NodeFailure(f"no node returned a model in round {server_round}")
         answered = [m.content[METRICS] for m in replies if not m.has_error()]
+        failures = [f"node {m.metadata.src_node_id}: error reply "
+                    f"({one_line(m.error.reason)})" for m in replies if m.has_error()]
         return RoundOutcome(
             trained, sorted(int(m["partition-id"]) for m in answered), [], None,
             float(metrics["train-loss"]),
             float(sum(m["time-train"] for m in answered)),  # nodes' compute, summed
-            0.0)
+            0.0, failures)
