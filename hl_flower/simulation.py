@@ -26,8 +26,8 @@ def backend_config(cpus_per_client: float = 0, ray_address: str = "",
                        "logging_level": "INFO" if verbose else "ERROR"}
     if ray_address:  # the cluster decides its CPUs; connect, do not start one
         init_args["address"] = ray_address
-    else:
-        init_args |= {"num_cpus": cpus, "include_dashboard": False}
+    else:  # "local": never join a cluster that `ray start` left on this machine
+        init_args |= {"address": "local", "num_cpus": cpus, "include_dashboard": False}
     return {"client_resources": {"num_cpus": cpus_per_client or cpus, "num_gpus": 0.0},
             "init_args": init_args}
 

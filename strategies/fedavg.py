@@ -21,7 +21,10 @@ from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import HL_CONFIG, METRICS, STEP
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
-from .replies import one_line
+from .replies import INTEGER_METRICS, NUMERIC_METRICS, reply_problem
+
+# What an honest node returns after a FedAvg round (no choice, no observation)
+FEDAVG_METRICS = {*NUMERIC_METRICS, *INTEGER_METRICS, "partition-id"}
 
 
 class FedAvgBaseline(EpisodeLoop, FedAvg):
@@ -57,18 +60,36 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
             message.content[HL_CONFIG] = self.run_settings
         return messages
 
+    def _reply_problem(self, reply: Message, sent: ArrayRecord) -> str | None:
+        """:func:`reply_problem`, plus the shape Flower's aggregation needs:
+        one model, one metrics record, exactly the honest metric names."""
+        problem = reply_problem(reply, sent, self.config.num_nodes, None,
+                                self.config.observation_size)
+        if problem:
+            return problem
+        content = reply.content
+        keys = set(content[METRICS].keys())
+        if len(content.array_records) != 1 or len(content.metric_records) != 1:
+            return "extra records in the reply"
+        if keys != FEDAVG_METRICS:
+            return f"unexpected metrics {sorted(keys ^ FEDAVG_METRICS)}"
+        return None
+
     def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
                    step_config: ConfigRecord) -> RoundOutcome:
-        """Sample, train everywhere, average weighted by examples."""
+        """Sample, train everywhere, average the replies that pass
+        :func:`reply_problem` weighted by examples; the rest are failures."""
         replies = list(grid.send_and_receive(
             self.configure_train(server_round, arrays, step_config, grid),
             timeout=self.config.reply_timeout))
-        trained, metrics = self.aggregate_train(server_round, replies)
+        problems = {id(m): self._reply_problem(m, arrays) for m in replies}
+        usable = [m for m in replies if problems[id(m)] is None]
+        failures = [f"node {m.metadata.src_node_id}: {problems[id(m)]}"
+                    for m in replies if problems[id(m)] is not None]
+        trained, metrics = self.aggregate_train(server_round, usable)
         if trained is None or metrics is None:
-            raise NodeFailure(f"no node returned a model in round {server_round}")
-        answered = [m.content[METRICS] for m in replies if not m.has_error()]
-        failures = [f"node {m.metadata.src_node_id}: error reply "
-                    f"({one_line(m.error.reason)})" for m in replies if m.has_error()]
+            raise NodeFailure(f"no node returned a usable model in round {server_round}")
+        answered = [m.content[METRICS] for m in usable]
         return RoundOutcome(
             trained, sorted(int(m["partition-id"]) for m in answered), [], None,
             float(metrics["train-loss"]),

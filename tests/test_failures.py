@@ -4,8 +4,8 @@ One real simulation (Flower's engine, in this process) serves 6 nodes whose
 ClientApp is ``hl_flower.drills``: partition 1 crashes in server rounds 1-3
 only, 2 always crashes, 3 always sends NaN weights, 4 names a next node that
 does not exist (only a problem when the node decides, i.e. under HL), 5 is
-honest, and 0 too. Three runs share it: RoundRobin, HL training, and HL with
-a failure budget it must exceed.
+honest, and 0 too. Four runs share it: RoundRobin, FedAvg, HL training, and
+HL with a failure budget it must exceed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hl_flower.drills import app as drill_app
 from hl_flower.drills import parse_drills
 from hl_flower.server_app import TestSetEvaluator, run_hl
 from hl_flower.simulation import simulate
-from strategies import RoundRobin, StepResult
+from strategies import FedAvgBaseline, RoundRobin, StepResult
 
 DRILLS = "1:crash:1-3,2:crash,3:nan,4:choice"
 CONFIG = HLConfig(dataset="digits", num_nodes=6, main_samples=140, other_samples=100,
@@ -49,6 +49,11 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
         rule.start(grid, model_factory(CONFIG), TestSetEvaluator(CONFIG), episodes=1,
                    on_step=steps.append)
         seen["round_robin"] = steps
+        rounds: list[StepResult] = []
+        FedAvgBaseline(CONFIG.replace(max_steps=4)).start(
+            grid, model_factory(CONFIG), TestSetEvaluator(CONFIG), episodes=1,
+            on_step=rounds.append)
+        seen["fedavg"] = rounds
         (out / "hl").mkdir()
         seen["hl"] = run_hl(grid, CONFIG, out / "hl")
         (out / "budget").mkdir()
@@ -59,7 +64,7 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
         simulate(server_app, CONFIG.num_nodes, client_app=drill_app)
     finally:
         del os.environ["HL_DRILL"]
-    assert {"round_robin", "hl", "budget"} <= seen.keys(), "the ServerApp did not finish"
+    assert {"round_robin", "fedavg", "hl", "budget"} <= seen.keys(), "the ServerApp did not finish"
     seen["out"] = out
     return seen
 
@@ -92,6 +97,17 @@ def test_round_robin_reroutes_and_loses_no_step(drilled: dict) -> None:
     assert 1 in holders[3:]
     assert all(math.isfinite(s.accuracy) for s in steps)
     assert steps[-1].accuracy > steps[0].accuracy
+
+
+def test_fedavg_averages_only_the_usable_replies(drilled: dict) -> None:
+    rounds: list[StepResult] = drilled["fedavg"]
+    assert len(rounds) == 4
+    for fedavg_round in rounds:
+        assert 2 not in fedavg_round.holders and 3 not in fedavg_round.holders
+        assert len(fedavg_round.failures) >= 2  # 2 crashes, 3 sends NaN
+        assert math.isfinite(fedavg_round.accuracy)
+    assert 1 not in rounds[0].holders and 1 in rounds[3].holders  # back in round 4
+    assert rounds[-1].accuracy > rounds[0].accuracy
 
 
 def test_hl_trains_around_bad_nodes_and_records_them(drilled: dict) -> None:

@@ -50,6 +50,10 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait(timeout=30)
         log.close()
+        # `ray stop` would also forget the cluster; killing the head does not.
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.exists() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def test_sim_runs_on_an_existing_ray_cluster(ray_head: str, tmp_path: Path) -> None:
