@@ -110,33 +110,51 @@ class LocalProcess:
         return sorted(set(_tagged_pids(self.tag)) | set(below))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM to the whole family, SIGKILL to whoever is left after ``timeout``."""
-        self._signal_family(signal.SIGTERM)
+        """Stop gracefully, then end the rest of the family; SIGKILL after ``timeout``.
+
+        The Flower command gets one SIGTERM first, alone: a SuperNode then signs
+        off at the SuperLink, so it may connect again at once (a second signal
+        during its shutdown would cut that short).
+        """
         deadline = time.monotonic() + timeout
+        if self.running():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout / 2)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in self.family():
+            _send(pid, signal.SIGTERM)
         while self.family() and time.monotonic() < deadline:
-            self.popen.poll()  # reap our own child so it leaves the family
             time.sleep(0.1)
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the whole family at once (a device that crashes)."""
-        self._signal_family(signal.SIGKILL)
+        """SIGKILL the whole family at once (a device that crashes).
+
+        A SuperNode killed this way stays "online" at the SuperLink until its
+        heartbeat expires (about a minute), and is refused if started again
+        before that.
+        """
+        if self.running():
+            _send(-self.pid, signal.SIGKILL)  # its process group
+        for pid in self.family():
+            _send(pid, signal.SIGKILL)
         try:
             self.popen.wait(5)
         except subprocess.TimeoutExpired:
             pass
 
-    def _signal_family(self, signum: int) -> None:
-        if self.running():
-            try:
-                os.killpg(self.pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for pid in self.family():
-            try:
-                os.kill(pid, signum)
-            except (ProcessLookupError, PermissionError):
-                pass
+
+def _send(pid: int, signum: int) -> None:
+    """Signal a process (negative: a process group) that may be gone already."""
+    try:
+        if pid < 0:
+            os.killpg(-pid, signum)
+        else:
+            os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _tagged_pids(tag: str) -> list[int]:

@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds to wait for each SuperNode to connect (default: 60)")
     args = parser.parse_args(argv)
     check_inputs(args)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+    # Ctrl-C, and SIGTERM alike, stop the SuperNodes (a shell starting this in the
+    # background would otherwise have it ignore SIGINT).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     nodes: list[LocalProcess] = []
     try:
         nodes = start_all(args)

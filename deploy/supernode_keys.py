@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--nodes must be at least 1, got {args.nodes}")
         keys = create_keys(args.out, args.nodes, args.force)
         names = ", ".join(key.name[:-4] for key in keys)
-        print(f"wrote {names} (private keys) and their .pub files into {args.out}")
+        print(f"wrote {names} and their .pub files into {args.out}")
         return 0
     for key in public_keys(args.keys):
         print(f"registered {key} as SuperNode {register_key(key, args.superlink)}")

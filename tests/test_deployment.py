@@ -152,7 +152,7 @@ def test_tls_and_supernode_authentication(federation: Callable[..., LocalFederat
     assert "No SuperNode found with the given public key" in local.superlink.log()
 
     run_dir = tmp_path / "run"
-    run = flwr_run(local, cli_home, run_dir, episodes=1)
+    run = flwr_run(local, cli_home, run_dir, episodes=1, **{"max-steps": 2})
     check_finished_run(run_dir, 1, run, local)
     # The refused node never got a message, so never the model (nor the app).
     assert CONNECTED not in intruder.log() and "Received" not in intruder.log()
