@@ -43,6 +43,22 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(probe.getsockname()[1])
 
 
+def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> int:
+    """First of ``count`` consecutive free ports (for ``start_supernodes --first-port``)."""
+    for _ in range(tries):
+        first = free_port(host)
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return first
+    raise ProcessError(f"found no {count} free ports in a row")
+
+
 def environment(flwr_home: Path, **extra: str) -> dict[str, str]:
     """This process's environment, quiet, with its own Flower home folder."""
     return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home)} | extra
@@ -52,16 +68,19 @@ class LocalProcess:
     """A Flower process with its log file; stop() ends it and everything it started."""
 
     def __init__(self, name: str, command: list[str], log_path: Path,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], cwd: Path | None = None) -> None:
         self.name = name
         self.command = command
         self.log_path = log_path
         self.tag = f"{name}-{uuid.uuid4().hex}"
+        # Tags accumulate, so a LocalProcess started by a LocalProcess (the
+        # helper script's SuperNodes) still belongs to the outer one's family.
+        tags = ":".join(filter(None, [env.get(TAG_VARIABLE), self.tag]))
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:
             self.popen = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=env | {TAG_VARIABLE: self.tag}, start_new_session=True)
+                env=env | {TAG_VARIABLE: tags}, cwd=cwd, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -162,16 +181,19 @@ def _tagged_pids(tag: str) -> list[int]:
     proc = Path("/proc")
     if not proc.is_dir():
         return []
-    needle = f"{TAG_VARIABLE}={tag}".encode()
+    prefix = f"{TAG_VARIABLE}=".encode()
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
+            variables = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        for variable in variables:
+            if variable.startswith(prefix) and tag in variable[len(prefix):].decode(
+                    errors="replace").split(":"):
+                found.append(int(entry.name))
     return found
 
 
@@ -304,10 +326,11 @@ class LocalFederation:
         """Write a Flower configuration whose default connection is this SuperLink."""
         return write_connection(flwr_home, name, self.address, self.root_certificates)
 
-    def start(self, name: str, command: list[str], flwr_home: Path) -> LocalProcess:
+    def start(self, name: str, command: list[str], flwr_home: Path,
+              cwd: Path | None = None) -> LocalProcess:
         """Start another command (``flwr run``...) that stop_all() also stops."""
         process = LocalProcess(name, command, self.folder / f"{name}.log",
-                               environment(flwr_home))
+                               environment(flwr_home), cwd)
         self.others.append(process)
         return process
 

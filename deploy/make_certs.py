@@ -114,9 +114,9 @@ def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
 
 def write_certificates(out: Path, hosts: list[str], days: int, force: bool) -> list[Path]:
     """Write the four files into ``out``; private keys are readable by the owner only."""
-    refuse_to_overwrite([out / name for name in FILES], force)
     for host in hosts:
         subject_name(host)  # check every name before writing anything
+    refuse_to_overwrite([out / name for name in FILES], force)
     ca_key, ca = make_authority(days)
     server_key, server = make_server_certificate(ca_key, ca, hosts, days)
     contents = {

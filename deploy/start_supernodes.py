@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-port", type=int, default=DEFAULT_FIRST_PORT,
                         help=f"Runtime API port of SuperNode 0 (default: {DEFAULT_FIRST_PORT})")
     parser.add_argument("--folder", type=Path, default=DEFAULT_FOLDER,
-                        help=f"logs and Flower homes (default: {DEFAULT_FOLDER})")
+                        help=f"logs and Flower homes (default: {DEFAULT_FOLDER}); outside "
+                             "the app folder, or git-ignored there, since `flwr run` packs "
+                             "every file .gitignore does not exclude")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for each SuperNode to connect (default: 60)")
     args = parser.parse_args(argv)

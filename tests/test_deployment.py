@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from deploy.cli import flower_executable
-from deploy.local import CONNECTED, LocalFederation, LocalProcess, environment
+from deploy.local import (
+    CONNECTED,
+    LocalFederation,
+    LocalProcess,
+    environment,
+    free_ports_in_a_row,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 4
@@ -146,7 +153,14 @@ def test_tls_and_supernode_authentication(federation: Callable[..., LocalFederat
 
     intruder = local.start_supernode(1, NODES, private_key=stranger / "supernode-0",
                                      name="intruder")
-    start_supernodes(local, keys)
+    # The registered SuperNodes, through the helper script of the docs.
+    helper = local.start("start-supernodes", [
+        sys.executable, "-m", "deploy.start_supernodes", "--nodes", str(NODES),
+        "--superlink", local.address, "--root-certificates", str(certificates / "ca.crt"),
+        "--keys", str(keys), "--first-port", str(free_ports_in_a_row(NODES)),
+        "--folder", str(tmp_path / "supernodes"), "--timeout", str(START_TIMEOUT)],
+        cli_home, cwd=ROOT)
+    helper.wait_for_log(f"{NODES} SuperNodes connected", START_TIMEOUT)
     assert intruder.wait_for_exit(START_TIMEOUT) != 0
     assert "Failed to activate SuperNode" in intruder.log(), intruder.tail()
     assert "No SuperNode found with the given public key" in local.superlink.log()
@@ -157,3 +171,7 @@ def test_tls_and_supernode_authentication(federation: Callable[..., LocalFederat
     # The refused node never got a message, so never the model (nor the app).
     assert CONNECTED not in intruder.log() and "Received" not in intruder.log()
     assert not (local.folder / "intruder-home" / "apps").exists()
+    # Ctrl-C stops the helper and every SuperNode it started.
+    helper.popen.send_signal(signal.SIGINT)
+    assert helper.wait_for_exit(60) == 0 and "stopping the SuperNodes" in helper.log()
+    assert helper.family() == []
