@@ -68,7 +68,7 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "args", "expected"), [
     ("make_certs", ["--host", "not a host!"], "neither an IP address nor a host name"),
     ("make_certs", ["--days", "0"], "--days"),
-    ("make_certs", ["--out", "/proc/no/such/folder"], "cannot write"),
+    ("make_certs", ["--out", "{file}/certificates"], "cannot write"),
     ("supernode_keys", [], "required"),
     ("supernode_keys", ["create", "--nodes", "0"], "--nodes"),
     ("supernode_keys", ["register", "--keys", "/no/such/folder"], "does not exist"),
@@ -82,6 +82,8 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
 ])
 def test_mistakes_are_one_line_and_exit_2(name: str, args: list[str], expected: str,
                                           tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    args = [a.format(file=tmp_path / "file") for a in args]
     out = ["--out", str(tmp_path)] if name == "make_certs" and "--out" not in args else []
     done = script(name, *args, *out)
     assert done.returncode == 2, done.stderr
