@@ -59,9 +59,9 @@ def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> in
     raise ProcessError(f"found no {count} free ports in a row")
 
 
-def environment(flwr_home: Path, **extra: str) -> dict[str, str]:
+def environment(flwr_home: Path) -> dict[str, str]:
     """This process's environment, quiet, with its own Flower home folder."""
-    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home)} | extra
+    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home)}
 
 
 class LocalProcess:
@@ -77,7 +77,9 @@ class LocalProcess:
         # helper script's SuperNodes) still belongs to the outer one's family.
         tags = ":".join(filter(None, [env.get(TAG_VARIABLE), self.tag]))
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
+        # A restarted process appends to its old log; log() shows only its own part.
+        self.log_offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
             self.popen = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env | {TAG_VARIABLE: tags}, cwd=cwd, start_new_session=True)
@@ -94,7 +96,9 @@ class LocalProcess:
     def log(self) -> str:
         """Everything the process has logged so far."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
@@ -255,7 +259,7 @@ def supernode_command(superlink: str, partition: int, num_partitions: int, port:
 
 def write_connection(flwr_home: Path, name: str, address: str,
                      root_certificates: Path | None = None) -> Path:
-    """A Flower configuration with one SuperLink connection, made the default."""
+    """Replace ``flwr_home``'s Flower configuration: one connection, the default."""
     lines = ["[superlink]", f'default = "{name}"', "", f"[superlink.{name}]",
              f'address = "{address}"']
     if root_certificates is None:
