@@ -69,14 +69,20 @@ def start_supernodes(local: LocalFederation, keys: Path | None = None) -> list[L
     return nodes
 
 
-def flwr_run(local: LocalFederation, cli_home: Path, run_dir: Path,
-             **settings: object) -> LocalProcess:
-    """``flwr run`` this app on ``local`` with SHORT_RUN (+ ``settings``), to the end."""
+def start_flwr_run(local: LocalFederation, cli_home: Path, run_dir: Path,
+                   **settings: object) -> LocalProcess:
+    """Start ``flwr run`` of this app on ``local`` with SHORT_RUN (+ ``settings``)."""
     local.connection(cli_home)
     config = SHORT_RUN | settings | {"run-dir": f"'{run_dir}'"}
     command = [flower_executable("flwr"), "run", str(ROOT), "--stream", "--run-config",
                " ".join(f"{key}={value}" for key, value in config.items())]
-    run = local.start("flwr-run", command, cli_home)
+    return local.start("flwr-run", command, cli_home)
+
+
+def flwr_run(local: LocalFederation, cli_home: Path, run_dir: Path,
+             **settings: object) -> LocalProcess:
+    """``flwr run`` as above, waiting until it returns (the run has ended)."""
+    run = start_flwr_run(local, cli_home, run_dir, **settings)
     run.wait_for_exit(RUN_TIMEOUT)
     return run
 
@@ -121,7 +127,7 @@ def test_insecure_superlink_and_four_supernodes(federation: Callable[..., LocalF
     # Every SuperNode answered the server's identify query, so all four took part.
     for node in nodes:
         assert "Received successfully" in node.log(), node.tail()
-    # The DQN trained after episode 1 and its new version reached the nodes.
+    # The DQN trained after the first episode; its new version reached the second's nodes.
     assert any(r["policy_sent"] == "True" for r in steps if r["episode"] == "1")
 
 
