@@ -17,7 +17,7 @@ from flwr.clientapp import ClientApp
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import HLConfig, from_flat
-from .data import Partition, load_dataset, load_partition
+from .data import Partition, load_partition, load_training_set
 from .dqn import choose_nodes, q_values
 from .messages import (
     ARRAYS,
@@ -53,7 +53,7 @@ def node_identity(context: Context) -> tuple[int, int]:
 @functools.lru_cache(maxsize=128)  # ~1.5 MB each on mnist-5k
 def node_partition(config: HLConfig, node: int) -> Partition:
     """This node's data (loaded once per process and node)."""
-    return load_partition(load_dataset(config.dataset), node, config.num_nodes,
+    return load_partition(load_training_set(config.dataset), node, config.num_nodes,
                           config.main_samples, config.other_samples,
                           config.partition, config.seed)
 
@@ -122,7 +122,7 @@ def train(message: Message, context: Context) -> Message:
     step = message.content[STEP]
     started = time.perf_counter()
     data = node_partition(config, node)
-    dataset = load_dataset(config.dataset)
+    dataset = load_training_set(config.dataset)
     trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
                              config.learning_rate)
     global_weights = message.content[ARRAYS].to_numpy_ndarrays()

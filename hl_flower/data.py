@@ -34,10 +34,13 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    classes: int = 0  # number of label values; 0: count them in the labels
 
     @property
     def num_classes(self) -> int:
         """Number of label values (labels are 0..C-1)."""
+        if self.classes:
+            return self.classes
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
     @property
@@ -123,6 +126,34 @@ DATASETS = ("mnist-5k", "digits", "mnist", "idx:<folder>")
 @functools.lru_cache(maxsize=2)
 def load_dataset(name: str) -> Dataset:
     """Load a dataset by name (cached per process)."""
+    return _read_dataset(name)
+
+
+@functools.lru_cache(maxsize=2)
+def load_test_set(name: str) -> Dataset:
+    """Only the global test set (the server's part), cached per process.
+
+    The training arrays are empty (their shapes otherwise kept), so a server
+    holds no training data; ``input_shape`` and ``num_classes`` are unchanged.
+    """
+    full = _read_dataset(name)
+    return Dataset(full.x_train[:0], full.y_train[:0], full.x_test, full.y_test,
+                   full.num_classes)
+
+
+@functools.lru_cache(maxsize=2)
+def load_training_set(name: str) -> Dataset:
+    """Only the training set (what nodes partition), cached per process.
+
+    The test arrays are empty, so a node holds no test data.
+    """
+    full = _read_dataset(name)
+    return Dataset(full.x_train, full.y_train, full.x_test[:0], full.y_test[:0],
+                   full.num_classes)
+
+
+def _read_dataset(name: str) -> Dataset:
+    """Read a dataset by name (not cached)."""
     if name == "mnist-5k":
         return _load_mnist5k()
     if name == "digits":

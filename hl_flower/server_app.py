@@ -20,7 +20,7 @@ from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResu
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .checkpoint import load_latest, save_checkpoint
 from .config import HLConfig, from_flat, to_flat
-from .data import load_dataset, one_hot
+from .data import load_test_set, one_hot
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .model import fresh_weights, shared_trainer
@@ -36,7 +36,7 @@ class TestSetEvaluator:
     __test__ = False  # a name pytest would otherwise try to collect
 
     def __init__(self, config: HLConfig) -> None:
-        dataset = load_dataset(config.dataset)
+        dataset = load_test_set(config.dataset)
         self.trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
                                       config.learning_rate)
         self.x = dataset.x_test
@@ -50,7 +50,7 @@ class TestSetEvaluator:
 
 def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
     """Fresh seeded initial model for each episode."""
-    dataset = load_dataset(config.dataset)
+    dataset = load_test_set(config.dataset)
     model = shared_trainer(dataset.input_shape, dataset.num_classes,
                            config.learning_rate).model  # the evaluator's model
 

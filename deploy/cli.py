@@ -1,0 +1,54 @@
+"""What every deploy script shares: a mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; the message says what to do."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; a :class:`UsageError` becomes one line and exit code 2."""
+    try:
+        return main(argv)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def flower_executable(name: str) -> str:
+    """Path of a Flower command (``flwr``, ``flower-supernode``...).
+
+    The one next to this Python comes first, so an activated virtual
+    environment is not needed.
+    """
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise UsageError(f"the {name} command is not installed; run "
+                         "pip install -r requirements.txt in this environment")
+    return found
+
+
+def refuse_to_overwrite(paths: list[Path], force: bool) -> None:
+    """Stop if any of ``paths`` exists, unless ``force``."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        raise UsageError(f"{existing[0]} already exists; pass --force to replace "
+                         "it, or choose another --out")

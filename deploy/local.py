@@ -1,0 +1,359 @@
+"""Start and stop real Flower processes on this machine: a SuperLink, SuperNodes.
+
+Used by ``python -m deploy.start_supernodes`` and by the deployment tests.
+Every process starts in its own session with a tag in its environment, so
+stopping it also stops what it started (Flower's SuperExec and the ServerApp
+and ClientApp processes), even those already orphaned. POSIX only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from deploy.cli import flower_executable
+
+LOOPBACK = "127.0.0.1"
+TAG_VARIABLE = "HL_FLOWER_LOCAL_TAG"
+# No update check, no telemetry (both would go online), quiet TensorFlow, and no
+# `uv sync` of the app's dependencies per run: this environment has them all.
+QUIET_ENVIRONMENT = {
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+CONNECTED = "SuperNode ID:"  # a SuperNode logs this once the SuperLink accepted it
+SUPERLINK_READY = "Application startup complete"
+
+
+class ProcessError(RuntimeError):
+    """A process did not start, exited, or did not log what was expected."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> int:
+    """First of ``count`` consecutive free ports (for ``start_supernodes --first-port``)."""
+    for _ in range(tries):
+        first = free_port(host)
+        if first + count > 65535:
+            continue
+        try:
+            for port in range(first, first + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                    probe.bind((host, port))
+        except OSError:
+            continue
+        return first
+    raise ProcessError(f"found no {count} free ports in a row")
+
+
+def environment(flwr_home: Path) -> dict[str, str]:
+    """This process's environment, quiet, with its own Flower home folder."""
+    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home)}
+
+
+class LocalProcess:
+    """A Flower process with its log file; stop() ends it and everything it started."""
+
+    def __init__(self, name: str, command: list[str], log_path: Path,
+                 env: dict[str, str], cwd: Path | None = None) -> None:
+        self.name = name
+        self.command = command
+        self.log_path = log_path
+        self.tag = f"{name}-{uuid.uuid4().hex}"
+        # Tags accumulate, so a LocalProcess started by a LocalProcess (the
+        # helper script's SuperNodes) still belongs to the outer one's family.
+        tags = ":".join(filter(None, [env.get(TAG_VARIABLE), self.tag]))
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # A restarted process appends to its old log; log() shows only its own part.
+        self.log_offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=env | {TAG_VARIABLE: tags}, cwd=cwd, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the Flower command itself."""
+        return self.popen.pid
+
+    def running(self) -> bool:
+        """Whether the Flower command is still running."""
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        """Everything the process has logged so far."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(self.log_offset)
+                return log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines of the log, for error messages."""
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        """Wait until the log contains ``text``; fail if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if not self.running():
+                raise ProcessError(f"{self.name} exited (code {self.popen.returncode}) "
+                                   f"before logging {text!r}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise ProcessError(f"{self.name} did not log {text!r} within "
+                                   f"{timeout:.0f} s:\n{self.tail()}")
+            time.sleep(0.2)
+
+    def wait_for_exit(self, timeout: float) -> int:
+        """Wait until the Flower command exits; return its exit code."""
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise ProcessError(f"{self.name} still runs after {timeout:.0f} s:\n"
+                               f"{self.tail()}") from None
+
+    def family(self) -> list[int]:
+        """Ids of the live processes this one started (itself included)."""
+        # Once our child is reaped its pid may be reused: then trust the tag only.
+        below = _descendants(self.pid) if self.running() else []
+        return sorted(set(_tagged_pids(self.tag)) | set(below))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop gracefully, then end the rest of the family; SIGKILL after ``timeout``.
+
+        The Flower command gets one SIGTERM first, alone: a SuperNode then signs
+        off at the SuperLink, so it may connect again at once (a second signal
+        during its shutdown would cut that short).
+        """
+        deadline = time.monotonic() + timeout
+        if self.running():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout / 2)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in self.family():
+            _send(pid, signal.SIGTERM)
+        while self.family() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the whole family at once (a device that crashes).
+
+        A SuperNode killed this way stays "online" at the SuperLink until its
+        heartbeat expires (about a minute), and is refused if started again
+        before that.
+        """
+        if self.running():
+            _send(-self.pid, signal.SIGKILL)  # its process group
+        for pid in self.family():
+            _send(pid, signal.SIGKILL)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _send(pid: int, signum: int) -> None:
+    """Signal a process (negative: a process group) that may be gone already."""
+    try:
+        if pid < 0:
+            os.killpg(-pid, signum)
+        else:
+            os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tagged_pids(tag: str) -> list[int]:
+    """Processes whose environment carries ``tag`` (Linux; empty elsewhere)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    prefix = f"{TAG_VARIABLE}=".encode()
+    found = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for variable in variables:
+            if variable.startswith(prefix) and tag in variable[len(prefix):].decode(
+                    errors="replace").split(":"):
+                found.append(int(entry.name))
+    return found
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every live process below it, from ``ps``."""
+    try:
+        listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="],
+                                 capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    children: dict[int, list[int]] = {}
+    alive = set()
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not fields[2].startswith("Z"):
+            pid, parent = int(fields[0]), int(fields[1])
+            children.setdefault(parent, []).append(pid)
+            alive.add(pid)
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in alive:
+            found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def superlink_command(port: int, certificates: Path | None = None,
+                      supernode_auth: bool = False, host: str = LOOPBACK) -> list[str]:
+    """``flower-superlink`` on ``host:port``; TLS with ``certificates`` (make_certs' folder)."""
+    command = [flower_executable("flower-superlink"), "--host", host, "--port", str(port),
+               "--disable-runtime-dependency-installation"]
+    if certificates is None:
+        command.append("--insecure")
+    else:
+        command += ["--ssl-ca-certfile", str(certificates / "ca.crt"),
+                    "--ssl-certfile", str(certificates / "server.pem"),
+                    "--ssl-keyfile", str(certificates / "server.key")]
+    if supernode_auth:
+        command.append("--enable-supernode-auth")
+    return command
+
+
+def supernode_command(superlink: str, partition: int, num_partitions: int, port: int,
+                      root_certificates: Path | None = None,
+                      private_key: Path | None = None) -> list[str]:
+    """``flower-supernode`` serving one partition; its Runtime API on ``port``."""
+    command = [flower_executable("flower-supernode"), "--superlink", superlink,
+               "--port", str(port),
+               "--node-config", f"partition-id={partition} num-partitions={num_partitions}"]
+    if root_certificates is None:
+        command.append("--insecure")
+    else:
+        command += ["--root-certificates", str(root_certificates)]
+    if private_key is not None:
+        command += ["--auth-supernode-private-key", str(private_key)]
+    return command
+
+
+def write_connection(flwr_home: Path, name: str, address: str,
+                     root_certificates: Path | None = None) -> Path:
+    """Replace ``flwr_home``'s Flower configuration: one connection, the default."""
+    lines = ["[superlink]", f'default = "{name}"', "", f"[superlink.{name}]",
+             f'address = "{address}"']
+    if root_certificates is None:
+        lines.append("insecure = true")
+    else:
+        lines.append(f'root-certificates = "{root_certificates}"')
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    path = flwr_home / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class LocalFederation:
+    """A SuperLink and SuperNodes on 127.0.0.1, with their files in one folder.
+
+    Parameters
+    ----------
+    folder : Path
+        Logs and each process's Flower home go here.
+    certificates : Path, optional
+        Folder written by ``deploy.make_certs``: TLS on. None: insecure.
+    supernode_auth : bool (default: False)
+        Only registered SuperNodes may connect (needs ``certificates``).
+    """
+
+    def __init__(self, folder: Path, certificates: Path | None = None,
+                 supernode_auth: bool = False) -> None:
+        self.folder = folder
+        self.certificates = certificates
+        self.supernode_auth = supernode_auth
+        self.port = free_port()
+        self.superlink: LocalProcess | None = None
+        self.supernodes: dict[str, LocalProcess] = {}
+        self.others: list[LocalProcess] = []  # e.g. `flwr run`
+
+    @property
+    def address(self) -> str:
+        """Where SuperNodes and the ``flwr`` command reach the SuperLink."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def root_certificates(self) -> Path | None:
+        """The CA certificate SuperNodes and ``flwr`` trust (None when insecure)."""
+        return self.certificates / "ca.crt" if self.certificates else None
+
+    def start_superlink(self, timeout: float = 60.0) -> LocalProcess:
+        """Start the SuperLink and wait until it serves."""
+        self.superlink = LocalProcess(
+            "superlink", superlink_command(self.port, self.certificates, self.supernode_auth),
+            self.folder / "superlink.log", environment(self.folder / "superlink-home"))
+        self.superlink.wait_for_log(SUPERLINK_READY, timeout)
+        return self.superlink
+
+    def start_supernode(self, partition: int, num_partitions: int,
+                        private_key: Path | None = None, name: str = "") -> LocalProcess:
+        """Start a SuperNode for ``partition`` (it connects in the background)."""
+        name = name or f"supernode-{partition}"
+        if name in self.supernodes and self.supernodes[name].running():
+            raise ProcessError(f"{name} is already running")
+        command = supernode_command(self.address, partition, num_partitions, free_port(),
+                                    self.root_certificates, private_key)
+        node = LocalProcess(name, command, self.folder / f"{name}.log",
+                            environment(self.folder / f"{name}-home"))
+        self.supernodes[name] = node
+        return node
+
+    def connection(self, flwr_home: Path, name: str = "local-deployment") -> Path:
+        """Write a Flower configuration whose default connection is this SuperLink."""
+        return write_connection(flwr_home, name, self.address, self.root_certificates)
+
+    def start(self, name: str, command: list[str], flwr_home: Path,
+              cwd: Path | None = None) -> LocalProcess:
+        """Start another command (``flwr run``...) that stop_all() also stops."""
+        process = LocalProcess(name, command, self.folder / f"{name}.log",
+                               environment(flwr_home), cwd)
+        self.others.append(process)
+        return process
+
+    def processes(self) -> list[LocalProcess]:
+        """Every process started: others, SuperNodes, then the SuperLink."""
+        return (self.others + list(self.supernodes.values())
+                + ([self.superlink] if self.superlink else []))
+
+    def leftover_pids(self) -> list[int]:
+        """Processes of this federation that are still alive."""
+        return sorted(pid for process in self.processes() for pid in process.family())
+
+    def stop_all(self) -> None:
+        """Stop every process, the SuperLink last, and everything they started."""
+        for process in self.processes():
+            process.stop()
+
+    def __enter__(self) -> LocalFederation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop_all()

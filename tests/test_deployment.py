@@ -1,0 +1,183 @@
+"""HL on Flower's Deployment Engine: real SuperLink and SuperNode processes.
+
+Everything listens on 127.0.0.1 at ports chosen at run time; every process is
+stopped at the end, also when a test fails (the ``federation`` fixture), and
+each wait has a timeout. The runs are short (digits, 4 nodes, a few steps of
+about ten seconds each: Flower starts a fresh ClientApp process per message).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.cli import flower_executable
+from deploy.local import (
+    CONNECTED,
+    LocalFederation,
+    LocalProcess,
+    environment,
+    free_ports_in_a_row,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+NODES = 4
+START_TIMEOUT = 90.0  # SuperLink serving, SuperNodes connected
+RUN_TIMEOUT = 300.0  # one `flwr run`, start to finish
+# Settings on which the accuracy climbs past the goal in about three steps.
+SHORT_RUN = {"dataset": "'digits'", "num-nodes": NODES, "main-samples": 100,
+             "other-samples": 300, "learning-rate": 0.01, "max-steps": 5,
+             "replay-batch": 2, "dqn-fit-batch": 2, "epsilon-decay": 0.5,
+             "reply-timeout": 120.0}
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32",
+                                reason="process groups and signals are POSIX")
+
+
+@pytest.fixture
+def federation(tmp_path: Path) -> Iterator[Callable[..., LocalFederation]]:
+    """Make local federations; all their processes are stopped afterwards."""
+    made: list[LocalFederation] = []
+
+    def make(**options: object) -> LocalFederation:
+        local = LocalFederation(tmp_path / f"federation-{len(made)}", **options)
+        made.append(local)
+        return local
+
+    try:
+        yield make
+    finally:
+        for local in made:
+            local.stop_all()
+        for local in made:
+            assert local.leftover_pids() == [], "processes left behind"
+
+
+def start_supernodes(local: LocalFederation, keys: Path | None = None) -> list[LocalProcess]:
+    """Start one SuperNode per partition and wait until all are connected."""
+    nodes = [local.start_supernode(i, NODES, private_key=keys / f"supernode-{i}"
+                                   if keys else None) for i in range(NODES)]
+    for node in nodes:
+        node.wait_for_log(CONNECTED, START_TIMEOUT)
+    return nodes
+
+
+def start_flwr_run(local: LocalFederation, cli_home: Path, run_dir: Path,
+                   **settings: object) -> LocalProcess:
+    """Start ``flwr run`` of this app on ``local`` with SHORT_RUN (+ ``settings``)."""
+    local.connection(cli_home)
+    config = SHORT_RUN | settings | {"run-dir": f"'{run_dir}'"}
+    command = [flower_executable("flwr"), "run", str(ROOT), "--stream", "--run-config",
+               " ".join(f"{key}={value}" for key, value in config.items())]
+    return local.start("flwr-run", command, cli_home)
+
+
+def flwr_run(local: LocalFederation, cli_home: Path, run_dir: Path,
+             **settings: object) -> LocalProcess:
+    """``flwr run`` as above, waiting until it returns (the run has ended)."""
+    run = start_flwr_run(local, cli_home, run_dir, **settings)
+    run.wait_for_exit(RUN_TIMEOUT)
+    return run
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def check_finished_run(run_dir: Path, episodes: int, run: LocalProcess,
+                       local: LocalFederation) -> list[dict[str, str]]:
+    """The run completed; every hop went to a node 0..N-1; accuracy rose."""
+    assert (run_dir / "summary.json").exists(), (
+        f"no summary.json\nflwr run:\n{run.tail(40)}\n"
+        f"superlink:\n{local.superlink.tail(30) if local.superlink else ''}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["episodes"] == episodes
+    steps = read_csv(run_dir / "steps.csv")
+    assert summary["steps_total"] == len(steps)
+    for episode in range(episodes):
+        rows = [r for r in steps if int(r["episode"]) == episode]
+        assert rows[0]["holder"] == "0"  # the starter
+        for before, after in zip(rows, rows[1:], strict=False):
+            assert int(before["next_node"]) in range(NODES)
+            assert before["next_node"] == after["holder"]
+        assert {int(r["holder"]) for r in rows} <= set(range(NODES))
+        assert rows[-1]["done"] == "True"
+        accuracy = [float(r["accuracy"]) for r in rows]
+        assert accuracy[-1] > accuracy[0] and accuracy[-1] > 0.5, accuracy
+    return steps
+
+
+def test_insecure_superlink_and_four_supernodes(federation: Callable[..., LocalFederation],
+                                                tmp_path: Path) -> None:
+    """``flwr run`` trains HL across four real SuperNodes, two episodes."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    nodes = start_supernodes(local)
+    run_dir = tmp_path / "run"
+    run = flwr_run(local, tmp_path / "cli", run_dir, episodes=2)
+    steps = check_finished_run(run_dir, 2, run, local)
+    # Every SuperNode answered the server's identify query, so all four took part.
+    for node in nodes:
+        assert "Received successfully" in node.log(), node.tail()
+    # The DQN trained after the first episode; its new version reached the second's nodes.
+    assert any(r["policy_sent"] == "True" for r in steps if r["episode"] == "1")
+
+
+def make_secrets(folder: Path) -> tuple[Path, Path, Path]:
+    """Certificates, four registered-to-be keys and one stranger's key, via the scripts."""
+    certificates, keys, stranger = folder / "certificates", folder / "keys", folder / "stranger"
+    for args in (["make_certs", "--out", str(certificates)],
+                 ["supernode_keys", "create", "--nodes", str(NODES), "--out", str(keys)],
+                 ["supernode_keys", "create", "--nodes", "1", "--out", str(stranger)]):
+        script = subprocess.run([sys.executable, "-m", f"deploy.{args[0]}", *args[1:]],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert script.returncode == 0, script.stderr
+    return certificates, keys, stranger
+
+
+def test_tls_and_supernode_authentication(federation: Callable[..., LocalFederation],
+                                          tmp_path: Path) -> None:
+    """Registered SuperNodes run HL over TLS; an unregistered key is refused."""
+    certificates, keys, stranger = make_secrets(tmp_path / "secrets")
+    local = federation(certificates=certificates, supernode_auth=True)
+    local.start_superlink(START_TIMEOUT)
+    cli_home = tmp_path / "cli"
+    local.connection(cli_home)
+    register = subprocess.run(
+        [sys.executable, "-m", "deploy.supernode_keys", "register", "--keys", str(keys)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment(cli_home))
+    assert register.returncode == 0, register.stderr
+    assert register.stdout.count("registered") == NODES
+
+    intruder = local.start_supernode(1, NODES, private_key=stranger / "supernode-0",
+                                     name="intruder")
+    # The registered SuperNodes, through the helper script of the docs.
+    helper = local.start("start-supernodes", [
+        sys.executable, "-m", "deploy.start_supernodes", "--nodes", str(NODES),
+        "--superlink", local.address, "--root-certificates", str(certificates / "ca.crt"),
+        "--keys", str(keys), "--first-port", str(free_ports_in_a_row(NODES)),
+        "--folder", str(tmp_path / "supernodes"), "--timeout", str(START_TIMEOUT)],
+        cli_home, cwd=ROOT)
+    helper.wait_for_log(f"{NODES} SuperNodes connected", START_TIMEOUT)
+    assert intruder.wait_for_exit(START_TIMEOUT) != 0
+    assert "Failed to activate SuperNode" in intruder.log(), intruder.tail()
+    assert "No SuperNode found with the given public key" in local.superlink.log()
+
+    run_dir = tmp_path / "run"
+    run = flwr_run(local, cli_home, run_dir, episodes=1, **{"max-steps": 2})
+    check_finished_run(run_dir, 1, run, local)
+    # The refused node never got a message, so never the model (nor the app).
+    assert CONNECTED not in intruder.log() and "Received" not in intruder.log()
+    assert not (local.folder / "intruder-home" / "apps").exists()
+    # Ctrl-C stops the helper and every SuperNode it started.
+    helper.popen.send_signal(signal.SIGINT)
+    assert helper.wait_for_exit(60) == 0 and "stopping the SuperNodes" in helper.log()
+    assert helper.family() == []
