@@ -137,7 +137,7 @@ def load_test_set(name: str) -> Dataset:
     holds no training data; ``input_shape`` and ``num_classes`` are unchanged.
     """
     full = _read_dataset(name)
-    return Dataset(full.x_train[:0], full.y_train[:0], full.x_test, full.y_test,
+    return Dataset(full.x_train[:0].copy(), full.y_train[:0].copy(), full.x_test, full.y_test,
                    full.num_classes)
 
 
@@ -148,7 +148,7 @@ def load_training_set(name: str) -> Dataset:
     The test arrays are empty, so a node holds no test data.
     """
     full = _read_dataset(name)
-    return Dataset(full.x_train, full.y_train, full.x_test[:0], full.y_test[:0],
+    return Dataset(full.x_train, full.y_train, full.x_test[:0].copy(), full.y_test[:0].copy(),
                    full.num_classes)
 
 
