@@ -13,6 +13,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -181,3 +182,43 @@ def test_tls_and_supernode_authentication(federation: Callable[..., LocalFederat
     helper.popen.send_signal(signal.SIGINT)
     assert helper.wait_for_exit(60) == 0 and "stopping the SuperNodes" in helper.log()
     assert helper.family() == []
+
+
+def wait_for_rows(path: Path, accept: Callable[[list[dict[str, str]]], bool],
+                  run: LocalProcess, timeout: float) -> list[dict[str, str]]:
+    """Poll a CSV the run appends to until ``accept(rows)``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = read_csv(path) if path.exists() else []
+        if rows and accept(rows):
+            return rows
+        assert run.running(), f"the run ended early:\n{run.tail(40)}"
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not show the expected rows in {timeout:.0f} s")
+
+
+def test_a_supernode_killed_mid_run_is_routed_around(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """SIGKILL the SuperNode the holder just chose: the run goes on without it."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    nodes = start_supernodes(local)
+    run_dir = tmp_path / "run"
+    steps_total = 6
+    run = start_flwr_run(local, tmp_path / "cli", run_dir, episodes=1, goal=0.99,
+                         **{"max-steps": steps_total, "reply-timeout": 30.0,
+                            "failure-cooldown": 100})
+    rows = wait_for_rows(run_dir / "steps.csv",
+                         lambda rows: rows[-1]["next_node"] not in ("", rows[-1]["holder"]),
+                         run, RUN_TIMEOUT)
+    victim = int(rows[-1]["next_node"])  # the next step's message goes there
+    killed_after = len(rows)
+    nodes[victim].kill()
+    run.wait_for_exit(RUN_TIMEOUT)
+    steps = read_csv(run_dir / "steps.csv")
+    assert [int(r["step"]) for r in steps] == list(range(1, steps_total + 1)), run.tail(40)
+    failed = [i for i, r in enumerate(steps) if r["failures"].startswith(f"{victim}:")]
+    assert failed and failed[0] == killed_after  # the very next step found it dead
+    assert all(int(r["holder"]) != victim for r in steps[killed_after:])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped"] is None and summary["failures_by_node"][str(victim)] >= 1
