@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from logging import INFO
 from pathlib import Path
 
 import numpy as np
 from flwr.app import ArrayRecord, Context
+from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
 from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
@@ -131,11 +133,19 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """``flwr run`` entry point: settings from the run config."""
+    """``flwr run`` entry point: settings from the run config; one log line
+    per episode (shown by ``flwr run --stream``)."""
     settings = dict(context.run_config)
     run_dir = str(settings.pop("run-dir", "") or
                   f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
     config = from_flat(settings).validate()
-    summary = run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False))
+
+    def log_episode(result: EpisodeResult) -> None:
+        log(INFO, "episode %d/%d: %d steps, accuracy %.3f, cost %.3f, %d failures",
+            result.episode + 1, config.episodes, result.steps, result.accuracy,
+            result.communication_cost, result.failures)
+
+    summary = run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False),
+                     on_episode=log_episode)
     if summary["stopped"]:
         raise NodeFailure(summary["stopped"])
