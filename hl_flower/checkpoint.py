@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .dqn import DQNAgent, Transition
-from .model import optimizer_state
+from .model import optimizer_state, set_optimizer_state
 
 PREFIX = "checkpoint-"
 KEEP = 2
@@ -119,11 +119,9 @@ def _restore_optimizer(agent: DQNAgent, arrays: list[np.ndarray]) -> None:
     network = agent.network
     if len(arrays) > 1 and not network.optimizer.built:  # make its slots exist
         network.optimizer.build(network.trainable_variables)
-    slots = [v for v in network.optimizer.variables if v.name != "learning_rate"]
-    if len(slots) != len(arrays):
+    if len(optimizer_state(network)) != len(arrays):
         raise CheckpointError("the DQN optimizer state does not fit this network")
-    for variable, value in zip(slots, arrays, strict=True):
-        variable.assign(value)
+    set_optimizer_state(network, arrays)
 
 
 def _restore_memory(agent: DQNAgent, memory: np.lib.npyio.NpzFile) -> None:

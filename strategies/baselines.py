@@ -39,11 +39,6 @@ class RuleBasedHop(TravellingModel):
         """Apply the rule from the failed node, over the available nodes."""
         return self.next_node(failed, self.available_nodes(taken, server_round))
 
-    def nearest(self, holder: int, candidates: list[int]) -> int:
-        """The candidate closest to ``holder`` (lowest id on ties)."""
-        return min(candidates, key=lambda n: (self.distance[holder, n], n))
-
-
 class RandomHop(RuleBasedHop):
     """Next node uniformly at random among all N (the paper's baseline)."""
 

@@ -189,8 +189,11 @@ class TravellingModel(EpisodeLoop, Strategy):
     def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
         """The node that trains instead of ``failed``: by default the nearest
         available one (HL asks its DQN, the rules apply their rule)."""
-        candidates = self.available_nodes(taken, server_round)
-        return min(candidates, key=lambda n: (self.distance[failed, n], n))
+        return self.nearest(failed, self.available_nodes(taken, server_round))
+
+    def nearest(self, node: int, candidates: list[int]) -> int:
+        """The candidate closest to ``node`` (lowest id on ties)."""
+        return min(candidates, key=lambda n: (self.distance[node, n], n))
 
     def available_nodes(self, taken: set[int], server_round: int) -> list[int]:
         """Nodes that may train now, except ``taken``; NodeFailure if none."""
