@@ -3,8 +3,9 @@
 ``runs/<name>/checkpoint-<episodes done>/`` holds everything the server's
 learning depends on: the DQN's weights (``dqn.weights.h5``) and optimizer
 state, the replay memory and the replay sampler's random state (``.npz``,
-loaded without pickle), the episode counter and a SHA-256 of every file
-(``state.json``). Exploration, model initialisation and local training are
+loaded without pickle), the target network if there is one
+(``dqn_target.npz``), the episode and update counters and a SHA-256 of every
+file (``state.json``). Exploration, model initialisation and local training are
 seeded from (seed, episode, step), so they need no saved state.
 
 A checkpoint is written into a hidden temporary folder and renamed into
@@ -27,8 +28,9 @@ from .model import optimizer_state, set_optimizer_state
 
 PREFIX = "checkpoint-"
 KEEP = 2
-FORMAT = 1
-FILES = ("dqn.weights.h5", "dqn_optimizer.npz", "memory.npz")
+FORMAT = 2
+FILES = ("dqn.weights.h5", "dqn_optimizer.npz", "memory.npz", "dqn_target.npz")
+FILES_OF_FORMAT = {1: FILES[:3], 2: FILES}  # format 1: before target networks
 
 
 class CheckpointError(ValueError):
@@ -71,8 +73,9 @@ def save_checkpoint(run_folder: Path, agent: DQNAgent, episodes_done: int,
     agent.network.save_weights(temporary / FILES[0])
     np.savez(temporary / FILES[1], *optimizer_state(agent.network))
     np.savez(temporary / FILES[2], **_memory_arrays(agent))
+    np.savez(temporary / FILES[3], *(agent.target_weights or []))
     state = {"format": FORMAT, "episodes_done": episodes_done,
-             "policy_updates": policy_updates,
+             "policy_updates": policy_updates, "dqn_updates": agent.updates,
              "replay_rng": agent.rng.bit_generator.state,
              "sha256": {name: _sha256(temporary / name) for name in FILES}}
     (temporary / "state.json").write_text(json.dumps(state, indent=2))
@@ -94,18 +97,19 @@ def load_checkpoint(folder: Path, agent: DQNAgent) -> Checkpoint:
     """Restore ``agent`` from ``folder``; CheckpointError if it is damaged."""
     try:
         state = json.loads((folder / "state.json").read_text())
-        for name in FILES:
+        if state["format"] not in FILES_OF_FORMAT:
+            raise CheckpointError(f"{folder} has format {state['format']}, "
+                                  f"this version reads {sorted(FILES_OF_FORMAT)}")
+        for name in FILES_OF_FORMAT[state["format"]]:
             if _sha256(folder / name) != state["sha256"][name]:
                 raise CheckpointError(f"{folder / name} does not match its checksum")
-        if state["format"] != FORMAT:
-            raise CheckpointError(f"{folder} has format {state['format']}, "
-                                  f"this version reads {FORMAT}")
         agent.network.load_weights(folder / FILES[0])
         with np.load(folder / FILES[1], allow_pickle=False) as saved:
             _restore_optimizer(agent, [saved[f"arr_{i}"] for i in range(len(saved.files))])
         with np.load(folder / FILES[2], allow_pickle=False) as memory:
             _restore_memory(agent, memory)
         agent.rng.bit_generator.state = state["replay_rng"]
+        _restore_target(agent, folder / FILES[3], int(state.get("dqn_updates", 0)))
         return Checkpoint(int(state["episodes_done"]), int(state["policy_updates"]),
                           folder)
     except CheckpointError:
@@ -122,6 +126,22 @@ def _restore_optimizer(agent: DQNAgent, arrays: list[np.ndarray]) -> None:
     if len(optimizer_state(network)) != len(arrays):
         raise CheckpointError("the DQN optimizer state does not fit this network")
     set_optimizer_state(network, arrays)
+
+
+def _restore_target(agent: DQNAgent, path: Path, updates: int) -> None:
+    """The target network as saved (a format-1 checkpoint has none: the
+    online network stands in) and the update counter that times its copies."""
+    agent.updates = updates
+    if agent.target_weights is None:
+        return
+    if not path.is_file():
+        agent.target_weights = agent.get_weights()
+        return
+    with np.load(path, allow_pickle=False) as saved:
+        weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if [w.shape for w in weights] != [w.shape for w in agent.get_weights()]:
+        raise CheckpointError(f"{path} does not fit this run's target network")
+    agent.target_weights = weights
 
 
 def _restore_memory(agent: DQNAgent, memory: np.lib.npyio.NpzFile) -> None:

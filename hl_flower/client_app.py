@@ -21,6 +21,7 @@ from .data import Partition, load_partition, load_training_set
 from .dqn import choose_nodes, q_values
 from .messages import (
     ARRAYS,
+    CONTEXT,
     HL_CONFIG,
     METRICS,
     POLICY,
@@ -35,6 +36,7 @@ from .messages import (
 )
 from .model import LocalTrainer, optimizer_state, set_optimizer_state, shared_trainer
 from .observation import flatten_weights, reference_observation
+from .progress_observation import progress_observation, update_size
 
 app = ClientApp()
 
@@ -114,6 +116,21 @@ def _fit_local(trainer: LocalTrainer, data: Partition, config: HLConfig,
     return loss
 
 
+def node_observation(message: Message, config: HLConfig, node: int,
+                     received: list, trained: list) -> np.ndarray:
+    """The DQN's input after this node trained: the reference PCA, or the
+    server's ``progress`` context plus this node's update size."""
+    received_flat, trained_flat = flatten_weights(received), flatten_weights(trained)
+    if config.observation == "progress":
+        if CONTEXT not in message.content.config_records:
+            raise ValueError("the progress observation needs the server's context; "
+                             "the server sent none")
+        return progress_observation(np.asarray(message.content[CONTEXT]["features"]),
+                                    update_size(received_flat, trained_flat))
+    return reference_observation(received_flat, {node: trained_flat},
+                                 config.num_nodes, config.pca_components)
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
     """Train one epoch on the global model; if asked, choose the next node."""
@@ -135,9 +152,7 @@ def train(message: Message, context: Context) -> Message:
         "policy-version": held_policy_version(context),
         "time-train": trained_at - started})
     if bool(step["decide"]):
-        observation = reference_observation(
-            flatten_weights(global_weights), {node: flatten_weights(trained)},
-            config.num_nodes, config.pca_components)
+        observation = node_observation(message, config, node, global_weights, trained)
         policy = current_policy(message, context, step)
         metrics["next-nodes"] = decide(policy, observation, step, config)
         metrics["observation"] = observation.astype(float).tolist()

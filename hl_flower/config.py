@@ -51,6 +51,13 @@ class HLConfig:
     dqn_fit_batch: int = 16
     normalize_targets: bool = True  # reference quirk: targets /= ||targets||_2
     pca_components: int = 10  # observation = N x pca_components
+    # --- DQN options beyond the reference (defaults = the reference design) ---
+    observation: str = "reference"  # reference (PCA of node weights) | progress
+    dqn_updates: str = "episode"  # train the DQN once per episode | every step
+    target_sync: int = 0  # DQN updates between target-network copies; 0 = none
+    double_dqn: bool = False  # online net picks the next action, target net values it
+    dqn_loss: str = "mse"  # mse | huber
+    reward_scale: float = 1.0  # rewards are multiplied by this before they are stored
     node_policy_budget_mb: float = 256.0  # nodes keep a policy copy while N copies fit
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
@@ -101,7 +108,23 @@ class HLConfig:
                               f"got {self.epsilon_decay}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"--discount must be in [0, 1], got {self.discount}")
+        self._validate_dqn_options()
         return self
+
+    def _validate_dqn_options(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"unknown --{_flag(name)} {getattr(self, name)!r}; "
+                                  f"use {' or '.join(allowed)}")
+        if self.target_sync < 0:
+            raise ConfigError(f"--target-sync must be 0 (no target network) or more, "
+                              f"got {self.target_sync}")
+        if self.double_dqn and self.target_sync == 0:
+            raise ConfigError("--double-dqn needs a target network; add --target-sync "
+                              "(for example --target-sync 10)")
+        if not self.reward_scale > 0 or math.isinf(self.reward_scale):
+            raise ConfigError(f"--reward-scale must be a positive number, "
+                              f"got {self.reward_scale}")
 
     def replace(self, **changes: Any) -> HLConfig:
         """Return a copy with some settings changed."""
@@ -122,8 +145,22 @@ class HLConfig:
 
     @property
     def observation_size(self) -> int:
-        """Length of the DQN input vector (N x pca_components)."""
+        """Length of the DQN input vector: N x pca_components (reference) or
+        the progress features (see :mod:`hl_flower.progress_observation`)."""
+        if self.observation == "progress":
+            return PROGRESS_PER_NODE * self.num_nodes + PROGRESS_GLOBAL
         return self.num_nodes * self.pca_components
+
+
+# Features of the ``progress`` observation: per node (holder, visits, steps
+# since the last visit, distance from the holder) and per step (accuracy,
+# step, size of the holder's update).
+PROGRESS_PER_NODE = 4
+PROGRESS_GLOBAL = 3
+
+# Settings that take one of a few words.
+CHOICES = {"observation": ("reference", "progress"), "dqn_updates": ("episode", "step"),
+           "dqn_loss": ("mse", "huber")}
 
 
 def _flag(field_name: str) -> str:

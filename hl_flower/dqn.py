@@ -42,15 +42,16 @@ def epsilon_at(episode: int, start: float, decay: float) -> float:
 
 
 def build_q_network(config: HLConfig) -> keras.Model:
-    """input 10*N -> Dense 500 relu -> Dense 200 relu -> Dense N linear; MSE, Adam."""
+    """input 10*N -> Dense 500 relu -> Dense 200 relu -> Dense N linear; Adam,
+    MSE (reference) or Huber loss."""
     model = keras.Sequential([
         keras.Input(shape=(config.observation_size,)),
         keras.layers.Dense(config.dqn_hidden_1, activation="relu"),
         keras.layers.Dense(config.dqn_hidden_2, activation="relu"),
         keras.layers.Dense(config.num_nodes, activation="linear"),
     ])
-    model.compile(optimizer=keras.optimizers.Adam(config.dqn_learning_rate),
-                  loss="mse")
+    loss = keras.losses.Huber() if config.dqn_loss == "huber" else "mse"
+    model.compile(optimizer=keras.optimizers.Adam(config.dqn_learning_rate), loss=loss)
     return model
 
 
@@ -77,17 +78,34 @@ def choose_nodes(q: np.ndarray, k: int, epsilon: float,
     return [int(n) for n in np.argsort(-q, kind="stable")[:k]]
 
 
-def td_targets(current_q: np.ndarray, next_q: np.ndarray,
+def next_state_values(online_next_q: np.ndarray, target_next_q: np.ndarray | None,
+                      double: bool) -> np.ndarray:
+    """Value of each next state for the TD target.
+
+    No target network (reference): max_a Q_online(s', a).
+    Target network: max_a Q_target(s', a).
+    Double DQN: Q_target(s', argmax_a Q_online(s', a)), the online network
+    choosing and the target network valuing, which curbs over-estimation.
+    """
+    if target_next_q is None:
+        return online_next_q.max(axis=1)
+    if not double:
+        return target_next_q.max(axis=1)
+    chosen = np.argmax(online_next_q, axis=1)
+    return target_next_q[np.arange(len(chosen)), chosen]
+
+
+def td_targets(current_q: np.ndarray, next_values: np.ndarray,
                actions: list[tuple[int, ...]], rewards: np.ndarray,
                dones: np.ndarray, discount: float, normalize: bool) -> np.ndarray:
     """Targets for a minibatch: Q(s) with the taken actions' entries replaced.
 
-    y[a] = r                      if the episode ended
-    y[a] = r + discount * max Q(s') otherwise
+    y[a] = r                             if the episode ended
+    y[a] = r + discount * V(s') otherwise, V from :func:`next_state_values`
     The reference then divides the whole matrix by its L2 norm.
     """
     targets = np.array(current_q, dtype=np.float64, copy=True)
-    bootstrap = np.where(dones, 0.0, discount * next_q.max(axis=1))
+    bootstrap = np.where(dones, 0.0, discount * np.asarray(next_values))
     for row, taken in enumerate(actions):
         targets[row, list(taken)] = rewards[row] + bootstrap[row]
     if normalize:
@@ -107,7 +125,7 @@ def policy_fingerprint(weights: list[np.ndarray]) -> int:
 
 
 class DQNAgent:
-    """Q-network, replay memory and the after-episode training step."""
+    """Q-network, replay memory, optional target network and the training step."""
 
     def __init__(self, config: HLConfig, seed: int) -> None:
         self.config = config
@@ -115,6 +133,9 @@ class DQNAgent:
         self.network = build_q_network(config)
         self.memory: deque[Transition] = deque(maxlen=config.replay_size)
         self.rng = np.random.default_rng([seed, 1])
+        self.updates = 0  # minibatch fits done so far
+        self.target_weights: list[np.ndarray] | None = (
+            self.get_weights() if config.target_sync else None)
 
     def remember(self, transition: Transition) -> None:
         """Store one transition (oldest dropped beyond ``replay_size``)."""
@@ -138,8 +159,12 @@ class DQNAgent:
         states = np.stack([t.state for t in batch]).astype(np.float32)
         next_states = np.stack([t.next_state for t in batch]).astype(np.float32)
         weights = self.get_weights()
+        target_next = (None if self.target_weights is None
+                       else q_values(self.target_weights, next_states))
         targets = td_targets(
-            q_values(weights, states), q_values(weights, next_states),
+            q_values(weights, states),
+            next_state_values(q_values(weights, next_states), target_next,
+                              cfg.double_dqn),
             [t.actions for t in batch],
             np.array([t.reward for t in batch]),
             np.array([t.done for t in batch]),
@@ -147,12 +172,16 @@ class DQNAgent:
         history = self.network.fit(states, targets, epochs=1,
                                    batch_size=cfg.dqn_fit_batch,
                                    shuffle=False, verbose=0)
+        self.updates += 1
+        if cfg.target_sync and self.updates % cfg.target_sync == 0:
+            self.target_weights = self.get_weights()
         return float(history.history["loss"][-1])
 
     def save(self, folder: Path) -> None:
         """Write ``policy.weights.h5`` and ``policy.json`` (shape metadata)."""
         self.network.save_weights(folder / POLICY_WEIGHTS)
         meta = {"num_nodes": self.config.num_nodes,
+                "observation": self.config.observation,
                 "observation_size": self.config.observation_size,
                 "hidden": [self.config.dqn_hidden_1, self.config.dqn_hidden_2]}
         (folder / POLICY_META).write_text(json.dumps(meta, indent=2))
@@ -167,6 +196,7 @@ class DQNAgent:
             meta = json.loads(meta_path.read_text())
             nodes = int(meta["num_nodes"])
             hidden = [int(h) for h in meta["hidden"]]
+            observation = str(meta.get("observation", "reference"))
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{meta_path} is corrupt; re-train or pick "
                              "another policy") from None
@@ -175,8 +205,13 @@ class DQNAgent:
             raise ValueError(f"policy in {folder} is for {nodes} nodes and "
                              f"hidden sizes {hidden}; this run has "
                              f"{self.config.num_nodes} nodes")
+        if observation != self.config.observation:
+            raise ValueError(f"policy in {folder} reads the {observation!r} "
+                             f"observation; run it with --observation {observation}")
         try:
             self.network.load_weights(weights_path)
         except Exception as err:  # noqa: BLE001 - h5py/keras raise many kinds
             raise ValueError(f"{weights_path} is corrupt or not a policy "
                              f"({type(err).__name__})") from None
+        if self.target_weights is not None:
+            self.target_weights = self.get_weights()

@@ -1,8 +1,9 @@
 """Names and helpers for what HL's messages carry, shared by both sides.
 
 Server -> node (``train``): ``arrays`` (global model), ``hl`` (run settings),
-``step`` (episode, step, epsilon, policy version, whether to decide) and,
-only when the node's copy is stale, ``policy`` (DQN weights).
+``step`` (episode, step, epsilon, policy version, whether to decide),
+only when the node's copy is stale, ``policy`` (DQN weights), and with the
+``progress`` observation, ``context`` (the server's part of it).
 Node -> server: ``arrays`` (trained model) and ``metrics`` (loss,
 num-examples, partition id, policy version, observation, next nodes).
 """
@@ -15,12 +16,14 @@ ARRAYS = "arrays"
 HL_CONFIG = "hl"
 STEP = "step"
 POLICY = "policy"
+CONTEXT = "context"  # ``progress`` observation: the server's features
 METRICS = "metrics"
 QUERY_IDENTIFY = "query.identify"
 QUERY_CHOOSE = "query.choose"
 
 # Keys in the node's Context.state
 STATE_POLICY = "policy"
+CONTEXT = "context"  # ``progress`` observation: the server's features
 STATE_POLICY_VERSION = "policy-version"
 STATE_OPTIMIZER = "optimizer"
 STATE_OPTIMIZER_EPISODE = "optimizer-episode"

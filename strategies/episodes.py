@@ -118,8 +118,9 @@ class EpisodeLoop:
         """Train for one step and say who trains next."""
         raise NotImplementedError
 
-    def after_step(self, outcome: RoundOutcome, reward: float, done: bool) -> None:
-        """See each step's outcome (HL stores transitions here)."""
+    def after_step(self, outcome: RoundOutcome, accuracy: float, reward: float,
+                   done: bool) -> None:
+        """See each step's outcome and score (HL stores transitions here)."""
 
     def after_episode(self) -> float | None:
         """Between episodes (HL trains the DQN here); returns a loss or None."""
@@ -197,7 +198,7 @@ class EpisodeLoop:
             hop = self.hop_cost(previous, outcome.holders)
             reward = step_reward(accuracy, cfg.goal, hop, cfg.reward_base)
             done = accuracy >= cfg.goal or step >= cfg.max_steps
-            self.after_step(outcome, reward, done)
+            self.after_step(outcome, accuracy, reward, done)
             used = grid.traffic - before
             traffic += used
             total_reward += reward

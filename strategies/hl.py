@@ -20,8 +20,14 @@ from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
 from hl_flower.dqn import DQNAgent, Transition, epsilon_at, policy_fingerprint, q_values
-from hl_flower.messages import HL_CONFIG, METRICS, POLICY, QUERY_CHOOSE, STEP
+from hl_flower.messages import CONTEXT, HL_CONFIG, METRICS, POLICY, QUERY_CHOOSE, STEP
 from hl_flower.observation import flatten_weights, reference_observation
+from hl_flower.progress_observation import (
+    EpisodeProgress,
+    progress_context,
+    progress_observation,
+    update_size,
+)
 
 from .episodes import EpisodeResult, NodeFailure, RoundOutcome, StepResult
 from .travelling import TravellingModel
@@ -58,7 +64,10 @@ class HomogeneousLearning(TravellingModel):
         self.fixed_epsilon = epsilon
         self.policy_version = policy_fingerprint(agent.get_weights())
         self.policy_updates = 0
+        self.dqn_loss: float | None = None  # of the last DQN fit
         self.state: np.ndarray | None = None  # observation before the last choice
+        self.progress = EpisodeProgress(config.num_nodes)  # ``progress`` observation
+        self.step = 0  # the step being played
         self.previous_global: list[np.ndarray] = []  # k > 1: model before the step
         self._policy_record_of: tuple[int, ArrayRecord | None] = (0, None)
 
@@ -82,8 +91,12 @@ class HomogeneousLearning(TravellingModel):
                         step_config: ConfigRecord) -> RecordDict:
         """The model, settings and step; the policy too if the holder decides."""
         content = super().message_content(partition, arrays, step_config)
+        self.step = int(step_config["step"])
         if bool(step_config["decide"]):
             self._attach_policy_if_stale(content, partition)
+            if self.config.observation == "progress":
+                content[CONTEXT] = ConfigRecord({"features": self._context([partition])
+                                                 .tolist()})
         return content
 
     def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
@@ -102,6 +115,7 @@ class HomogeneousLearning(TravellingModel):
         """Start at the starter with no previous observation."""
         super().begin_episode(episode)
         self.state = None
+        self.progress = EpisodeProgress(self.config.num_nodes)
 
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[np.ndarray, list[int]]:
@@ -112,20 +126,37 @@ class HomogeneousLearning(TravellingModel):
         previous = flatten_weights(self.previous_global)
         trained = {p: flatten_weights(w)
                    for p, w in zip(self.selected, self.trained_weights, strict=True)}
-        observation = reference_observation(previous, trained, self.config.num_nodes,
-                                            self.config.pca_components)
+        if self.config.observation == "progress":
+            size = float(np.mean([update_size(previous, w) for w in trained.values()]))
+            observation = progress_observation(self._context(self.selected), size)
+        else:
+            observation = reference_observation(previous, trained, self.config.num_nodes,
+                                                self.config.pca_components)
         return observation, self._ask_lead(grid, observation, step_config)
 
-    def after_step(self, outcome: RoundOutcome, reward: float, done: bool) -> None:
-        """Store (previous observation, chosen nodes, reward, observation)."""
+    def after_step(self, outcome: RoundOutcome, accuracy: float, reward: float,
+                   done: bool) -> None:
+        """Store (previous observation, chosen nodes, scaled reward,
+        observation); with ``dqn_updates=step`` train the DQN right away."""
         if self.learn and self.state is not None:
-            self.agent.remember(Transition(self.state, tuple(outcome.holders), reward,
+            self.agent.remember(Transition(self.state, tuple(outcome.holders),
+                                           reward * self.config.reward_scale,
                                            outcome.observation, done))
         self.state = outcome.observation
-        super().after_step(outcome, reward, done)
+        self.progress.record(outcome.holders, self.step, accuracy)
+        self.dqn_loss = None
+        if self.config.dqn_updates == "step":
+            self.dqn_loss = self._train_dqn()
+        super().after_step(outcome, accuracy, reward, done)
 
     def after_episode(self) -> float | None:
-        """Train the DQN once; a changed policy gets a new version."""
+        """Train the DQN once (reference) and report the latest loss."""
+        if self.config.dqn_updates == "episode":
+            return self._train_dqn()
+        return self.dqn_loss
+
+    def _train_dqn(self) -> float | None:
+        """One minibatch fit; a changed policy gets a new version."""
         if not self.learn:
             return None
         loss = self.agent.train()
@@ -144,6 +175,11 @@ class HomogeneousLearning(TravellingModel):
         return next(int(n) for n in np.argsort(-q, kind="stable") if n in candidates)
 
     # -- helpers ----------------------------------------------------------- #
+    def _context(self, holders: list[int]) -> np.ndarray:
+        """The server's part of the ``progress`` observation for ``holders``."""
+        return progress_context(self.progress, holders, self.step,
+                                self.config.max_steps, self.distance)
+
     def _attach_policy_if_stale(self, content: RecordDict, partition: int) -> None:
         """Send the policy unless the node keeps the current one."""
         node_id = self.node_ids[partition]

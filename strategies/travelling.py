@@ -175,7 +175,8 @@ class TravellingModel(EpisodeLoop, Strategy):
                             float(metrics["train-loss"]), float(metrics["time-train"]),
                             float(metrics["time-observe"]), failures)
 
-    def after_step(self, outcome: RoundOutcome, reward: float, done: bool) -> None:
+    def after_step(self, outcome: RoundOutcome, accuracy: float, reward: float,
+                   done: bool) -> None:
         """The chosen nodes hold the model next."""
         if not done:
             self.selected = outcome.next_nodes

@@ -18,6 +18,7 @@ from hl_flower.dqn import (
     build_q_network,
     choose_nodes,
     epsilon_at,
+    next_state_values,
     q_values,
     td_targets,
 )
@@ -165,7 +166,7 @@ def test_td_targets_by_hand() -> None:
                         [4.0, 5.0, 6.0]])
     following = np.array([[0.5, 2.0, -1.0],
                           [9.0, 9.0, 9.0]])
-    targets = td_targets(current, following, [(2,), (0,)], np.array([1.0, -2.0]),
+    targets = td_targets(current, following.max(axis=1), [(2,), (0,)], np.array([1.0, -2.0]),
                          np.array([False, True]), 0.9, normalize=False)
     expected = np.array([[1.0, 2.0, 1.0 + 0.9 * 2.0],  # not done: r + 0.9 max Q(s')
                          [-2.0, 5.0, 6.0]])  # done: r only
@@ -177,7 +178,7 @@ def test_td_targets_leave_untaken_entries_alone() -> None:
     rng = np.random.default_rng(0)
     current, following = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
     actions = [(int(a),) for a in rng.integers(5, size=6)]
-    targets = td_targets(current, following, actions, rng.normal(size=6),
+    targets = td_targets(current, following.max(axis=1), actions, rng.normal(size=6),
                          np.zeros(6, bool), 0.9, normalize=False)
     taken = np.zeros((6, 5), bool)
     for row, (a,) in enumerate(actions):
@@ -188,7 +189,7 @@ def test_td_targets_leave_untaken_entries_alone() -> None:
 
 def test_td_targets_do_not_modify_inputs() -> None:
     current = np.ones((2, 3))
-    td_targets(current, np.zeros((2, 3)), [(0,), (1,)], np.array([5.0, 5.0]),
+    td_targets(current, np.zeros(2), [(0,), (1,)], np.array([5.0, 5.0]),
                np.array([True, True]), 0.9, normalize=False)
     assert np.all(current == 1.0)
 
@@ -197,14 +198,15 @@ def test_td_targets_for_k_nodes_set_every_taken_entry() -> None:
     current = np.zeros((2, 4))
     following = np.array([[1.0, 3.0, 2.0, 0.0],
                           [0.0, 0.0, 0.0, 0.0]])
-    targets = td_targets(current, following, [(0, 2), (1, 2, 3)], np.array([1.0, 0.5]),
+    targets = td_targets(current, following.max(axis=1),
+                         [(0, 2), (1, 2, 3)], np.array([1.0, 0.5]),
                          np.array([False, True]), 0.9, normalize=False)
     assert np.allclose(targets, [[1.0 + 2.7, 0.0, 1.0 + 2.7, 0.0],
                                  [0.0, 0.5, 0.5, 0.5]])
 
 
 def test_td_targets_use_the_discount() -> None:
-    targets = td_targets(np.zeros((1, 2)), np.array([[4.0, 1.0]]), [(1,)],
+    targets = td_targets(np.zeros((1, 2)), np.array([4.0]), [(1,)],
                          np.array([0.0]), np.array([False]), 0.5, normalize=False)
     assert np.allclose(targets, [[0.0, 2.0]])
 
@@ -215,15 +217,15 @@ def test_normalized_targets_are_divided_by_the_frobenius_norm() -> None:
     following = np.array([[0.5, 2.0, -1.0],
                           [9.0, 9.0, 9.0]])
     args = ([(2,), (0,)], np.array([1.0, -2.0]), np.array([False, True]), 0.9)
-    raw = td_targets(current, following, *args, normalize=False)
-    normed = td_targets(current, following, *args, normalize=True)
+    raw = td_targets(current, following.max(axis=1), *args, normalize=False)
+    normed = td_targets(current, following.max(axis=1), *args, normalize=True)
     frobenius = math.sqrt(sum(v * v for v in raw.ravel().tolist()))
     assert np.allclose(normed, raw / frobenius)
     assert np.linalg.norm(normed) == pytest.approx(1.0, rel=1e-6)
 
 
 def test_normalizing_an_all_zero_matrix_keeps_zeros() -> None:
-    targets = td_targets(np.zeros((2, 2)), np.zeros((2, 2)), [(0,), (1,)],
+    targets = td_targets(np.zeros((2, 2)), np.zeros(2), [(0,), (1,)],
                          np.zeros(2), np.array([True, True]), 0.9, normalize=True)
     assert np.all(targets == 0.0)
 
@@ -327,3 +329,60 @@ def test_load_refuses_corrupt_metadata(tmp_path: Path) -> None:
 def test_load_from_an_empty_folder_says_no_policy(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no policy"):
         DQNAgent(SMALL, seed=0).load(tmp_path)
+
+
+# --- target network, Double DQN, Huber loss ---------------------------------------
+
+def test_without_a_target_network_the_online_max_values_the_next_state() -> None:
+    online = np.array([[1.0, 5.0, 2.0]])
+    assert np.allclose(next_state_values(online, None, double=False), [5.0])
+
+
+def test_a_target_network_values_the_next_state_by_its_own_max() -> None:
+    online = np.array([[1.0, 5.0, 2.0]])
+    target = np.array([[7.0, 0.5, 3.0]])
+    assert np.allclose(next_state_values(online, target, double=False), [7.0])
+
+
+def test_double_dqn_chooses_with_the_online_net_and_values_with_the_target() -> None:
+    online = np.array([[1.0, 5.0, 2.0],
+                       [9.0, 0.0, 1.0]])
+    target = np.array([[7.0, 0.5, 3.0],
+                       [-1.0, 8.0, 8.0]])
+    # Online argmax: action 1, then action 0; the target's values there.
+    assert np.allclose(next_state_values(online, target, double=True), [0.5, -1.0])
+
+
+def test_target_network_is_copied_every_target_sync_updates() -> None:
+    config = SMALL.replace(target_sync=3, double_dqn=True)
+    agent = DQNAgent(config, seed=0)
+    _fill(agent, 40)
+    initial = [w.copy() for w in agent.get_weights()]
+    for update in range(1, 7):
+        agent.train()
+        synced = update % 3 == 0
+        assert all(np.array_equal(t, w) for t, w in
+                   zip(agent.target_weights, agent.get_weights(), strict=True)) == synced
+        if update < 3:  # still the network as it was built
+            assert all(np.array_equal(t, w) for t, w in
+                       zip(agent.target_weights, initial, strict=True))
+    assert agent.updates == 6
+
+
+def test_reference_agent_has_no_target_network() -> None:
+    assert DQNAgent(SMALL, seed=0).target_weights is None
+
+
+def test_huber_loss_is_linear_beyond_one() -> None:
+    huber = build_q_network(SMALL.replace(dqn_loss="huber")).loss
+    truth, guess = np.array([[0.0, 0.0, 0.2, 3.0]]), np.zeros((1, 4))
+    # 0.2 is inside the quadratic zone (e^2 / 2), 3 in the linear one (|e| - 1/2).
+    assert float(huber(truth, guess)) == pytest.approx((0.02 + 2.5) / 4)
+    assert build_q_network(SMALL).loss == "mse"
+
+
+def test_load_refuses_a_policy_for_another_observation(tmp_path: Path) -> None:
+    DQNAgent(SMALL, seed=0).save(tmp_path)
+    progress = SMALL.replace(observation="progress")
+    with pytest.raises(ValueError, match="--observation reference"):
+        DQNAgent(progress, seed=0).load(tmp_path)
