@@ -164,8 +164,17 @@ def train(message: Message, context: Context) -> Message:
 
 @app.query("identify")
 def identify(message: Message, context: Context) -> Message:
-    """Tell the server which partition this node serves."""
+    """Tell the server which partition this node serves; if the server sent
+    the run settings, load this node's data and trace the training step now,
+    so the first HL step does not pay for them."""
     node, num_partitions = node_identity(context)
+    if HL_CONFIG in message.content.config_records:
+        config = _run_settings(message)
+        if num_partitions == config.num_nodes and 0 <= node < num_partitions:
+            node_partition(config, node)
+            dataset = load_training_set(config.dataset)
+            shared_trainer(dataset.input_shape, dataset.num_classes,
+                           config.learning_rate).warm_up()
     metrics = MetricRecord({"partition-id": node, "num-partitions": num_partitions,
                             "policy-version": held_policy_version(context)})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)

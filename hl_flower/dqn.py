@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +210,9 @@ class DQNAgent:
             raise ValueError(f"policy in {folder} reads the {observation!r} "
                              f"observation; run it with --observation {observation}")
         try:
-            self.network.load_weights(weights_path)
+            with warnings.catch_warnings():  # the optimizer's slots are not needed
+                warnings.filterwarnings("ignore", "Skipping variable loading")
+                self.network.load_weights(weights_path)
         except Exception as err:  # noqa: BLE001 - h5py/keras raise many kinds
             raise ValueError(f"{weights_path} is corrupt or not a policy "
                              f"({type(err).__name__})") from None

@@ -129,6 +129,20 @@ class LocalTrainer:
 
         self._train_batch = train_batch
         self._count_correct = count_correct
+        self._warm = False
+
+    def warm_up(self) -> None:
+        """Trace the training step now (one blank sample), so the first real
+        step does not pay for it; weights are kept and Adam's slots zeroed
+        (every local training sets both anyway)."""
+        if self._warm:
+            return
+        weights = self.model.get_weights()
+        self._train_batch(np.zeros((1, *self.model.input_shape[1:]), np.float32),
+                          np.zeros((1, self.model.output_shape[-1]), np.float32))
+        self.model.set_weights(weights)
+        set_optimizer_state(self.model, None)
+        self._warm = True
 
     def fit_epochs(self, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
                    rng: np.random.Generator) -> float:
@@ -140,6 +154,7 @@ class LocalTrainer:
             for start in range(0, len(x), batch_size):
                 batch = order[start:start + batch_size]
                 losses.append(float(self._train_batch(x[batch], y[batch])))
+                self._warm = True
                 sizes.append(len(batch))
             mean_loss = float(np.average(losses, weights=sizes))
         return mean_loss

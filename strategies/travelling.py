@@ -255,8 +255,9 @@ class TravellingModel(EpisodeLoop, Strategy):
     def _identify(self, grid: Grid, node_ids: list[int], strict: bool = False) -> None:
         """Map ``node_ids`` to partitions. A node of another federation is an
         error at start (``strict``) and ignored later; a silent one is retried."""
-        messages = [Message(RecordDict(), dst_node_id=node_id,
-                            message_type=QUERY_IDENTIFY) for node_id in node_ids]
+        messages = [Message(RecordDict({HL_CONFIG: self.run_settings}),
+                            dst_node_id=node_id, message_type=QUERY_IDENTIFY)
+                    for node_id in node_ids]
         replies = list(grid.send_and_receive(messages, timeout=self.config.reply_timeout))
         if strict:
             self._checked(replies, expected=len(messages))

@@ -1,0 +1,105 @@
+"""What a trained reference-observation policy does, node by node.
+
+    python benchmarks/inspect_policy.py runs/<name>
+
+With one node per step (k = 1), only the holder's row of the N x P weight
+stack differs from the global model, so the stack's PCA has one component
+and the reference observation is exactly
+
+    s * u * (e_holder - 1/N)   in component 0, zeros elsewhere,
+
+with u = ||update|| and s = +-1 (PCA's sign convention: the largest entry
+of the update decides it). The script checks that identity on a real
+update, then prints, for every holder and both signs, the greedy next node
+and how far apart the Q-values are: whether the policy stays, and whether
+its choice depends on anything but which node trained and a sign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hl_flower.quiet import import_tensorflow_quietly, quiet_environment  # noqa: E402
+
+quiet_environment(verbose=False)
+import_tensorflow_quietly()
+
+from hl_flower.config import from_flat  # noqa: E402
+from hl_flower.data import load_partition, load_training_set  # noqa: E402
+from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
+from hl_flower.model import fresh_weights, shared_trainer  # noqa: E402
+from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
+
+
+def closed_form(holder: int, size: float, sign: float, nodes: int,
+                components: int) -> np.ndarray:
+    """The k = 1 reference observation from (holder, update size, sign)."""
+    observation = np.zeros((nodes, components), np.float32)
+    observation[:, 0] = -sign * size / nodes
+    observation[holder, 0] += sign * size
+    return observation.ravel()
+
+
+def one_update(config, node: int) -> tuple[np.ndarray, np.ndarray]:
+    """(global, trained) flattened weights after one epoch on ``node`` from a
+    fresh model."""
+    dataset = load_training_set(config.dataset)
+    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
+                             config.learning_rate)
+    start = fresh_weights(trainer.model, config.seed)
+    trainer.model.set_weights(start)
+    data = load_partition(dataset, node, config.num_nodes, config.main_samples,
+                          config.other_samples, config.partition, config.seed)
+    trainer.fit_epochs(data.x, data.y, 1, config.batch_size, np.random.default_rng(0))
+    return flatten_weights(start), flatten_weights(trainer.model.get_weights())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("policy", type=Path)
+    folder = parser.parse_args().policy
+    config = from_flat(json.loads((folder / "config.json").read_text()))
+    if config.observation != "reference" or config.k != 1:
+        raise SystemExit("error: this inspection is for k = 1 reference-observation "
+                         "policies")
+    agent = DQNAgent(config, config.seed)
+    agent.load(folder)
+    weights = agent.get_weights()
+    nodes, components = config.num_nodes, config.pca_components
+
+    received, trained = one_update(config, config.starter)
+    real = reference_observation(received, {config.starter: trained}, nodes, components)
+    size = float(np.linalg.norm(trained.astype(np.float64) - received))
+    sign = float(np.sign(real[config.starter * components]))
+    gap = np.abs(real - closed_form(config.starter, size, sign, nodes, components)).max()
+    print(f"real first update at node {config.starter}: ||update|| = {size:.3f}, "
+          f"sign {sign:+.0f}; closed form differs by {gap:.2e}")
+
+    print(f"{'holder':>6} {'size':>6} | greedy next (s=+1, s=-1) | "
+          "Q max-min / |Q| mean (s=+1)")
+    stays = 0
+    for scale in (1.0, 0.25):
+        for holder in range(nodes):
+            picks, spreads = [], []
+            for s in (1.0, -1.0):
+                q = q_values(weights, closed_form(holder, size * scale, s, nodes,
+                                                  components)[None, :])[0]
+                picks.append(int(np.argmax(q)))
+                spreads.append((q.max() - q.min()) / (np.abs(q).mean() or 1.0))
+            stays += sum(p == holder for p in picks)
+            print(f"{holder:>6} {size * scale:>6.2f} | {picks[0]:>11} {picks[1]:>9}    | "
+                  f"{spreads[0]:.3f}")
+    print(f"the greedy choice is the holder itself in {stays} of {4 * nodes} cases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""One table from several `sim.py compare` / `sim.py eval` folders.
+
+    python benchmarks/merge_compare.py runs/baselines runs/eval-ref-s0:HL-reference-s0 \\
+        runs/eval-improved-s0:HL-improved-s0 --title "mnist-5k, reference partition"
+
+Each argument is a folder holding ``compare_runs.csv`` or ``eval_runs.csv``,
+optionally followed by ``:LABEL``, the name its HL-greedy rows get (so several
+policies can share a table). Prints the Markdown table with the per-seed
+ratios of every HL policy against RandomHop and Standalone (paired by seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hl_flower.compare import MethodRun  # noqa: E402
+from hl_flower.methods import HL_GREEDY  # noqa: E402
+from hl_flower.report import markdown_table, ratio_lines  # noqa: E402
+
+
+def read_runs(spec: str) -> list[MethodRun]:
+    """The runs of one folder, HL-greedy renamed to the label if one is given."""
+    folder, _, label = spec.partition(":")
+    paths = [Path(folder) / f"{stem}_runs.csv" for stem in ("compare", "eval")]
+    path = next((p for p in paths if p.is_file()), None)
+    if path is None:
+        raise SystemExit(f"error: {folder} holds no compare_runs.csv or eval_runs.csv")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [MethodRun(label if label and r["method"] == HL_GREEDY else r["method"],
+                      int(r["seed"]), int(r["steps"]), r["reached_goal"] == "True",
+                      float(r["accuracy"]), float(r["communication_cost"]),
+                      int(r["bytes_sent"]), int(r["model_transfers"]),
+                      float(r["wall_time"]), r["path"]) for r in rows]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--title", default="Comparison")
+    args = parser.parse_args()
+    runs = [run for spec in args.folders for run in read_runs(spec)]
+    table = markdown_table(runs, args.title)
+    print(table.split("\nPaper ratios")[0].rstrip())
+    for label in dict.fromkeys(r.method for r in runs):
+        if label.startswith("HL"):
+            print("\n".join(ratio_lines(runs, label)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
