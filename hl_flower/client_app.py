@@ -36,7 +36,7 @@ from .messages import (
 )
 from .model import LocalTrainer, optimizer_state, set_optimizer_state, shared_trainer
 from .observation import flatten_weights, reference_observation
-from .progress_observation import progress_observation, update_size
+from .progress_observation import progress_observation, ranks_to_nodes, update_size
 
 app = ClientApp()
 
@@ -88,12 +88,19 @@ def held_policy_version(context: Context) -> int:
 
 
 def decide(policy: list, observation: np.ndarray, step: ConfigRecord,
-           config: HLConfig) -> list[int]:
-    """Epsilon-greedy choice of the next node(s) with this node's policy."""
+           config: HLConfig, order: list[int] | None = None) -> list[int]:
+    """Epsilon-greedy choice of the next node(s) with this node's policy;
+    with relative actions, ``order`` maps the chosen ranks to node ids."""
     rng = np.random.default_rng(step_seed(config.seed, int(step["episode"]),
                                           int(step["step"]), STREAM_EXPLORE))
     q = q_values(policy, observation[None, :])[0]
-    return choose_nodes(q, config.k, float(step["epsilon"]), rng)
+    chosen = choose_nodes(q, config.k, float(step["epsilon"]), rng)
+    if config.actions == "relative":
+        if order is None or sorted(order) != list(range(config.num_nodes)):
+            raise ValueError("relative actions need the server's node order; "
+                             "it sent none or a bad one")
+        return ranks_to_nodes(chosen, order)
+    return chosen
 
 
 def _fit_local(trainer: LocalTrainer, data: Partition, config: HLConfig,
@@ -131,6 +138,13 @@ def node_observation(message: Message, config: HLConfig, node: int,
                                  config.num_nodes, config.pca_components)
 
 
+def _order(message: Message, record: str) -> list[int] | None:
+    """The node order the server sent in ``record`` (relative actions)."""
+    if record not in message.content or "order" not in message.content[record]:
+        return None
+    return [int(n) for n in message.content[record]["order"]]
+
+
 @app.train()
 def train(message: Message, context: Context) -> Message:
     """Train one epoch on the global model; if asked, choose the next node."""
@@ -154,7 +168,8 @@ def train(message: Message, context: Context) -> Message:
     if bool(step["decide"]):
         observation = node_observation(message, config, node, global_weights, trained)
         policy = current_policy(message, context, step)
-        metrics["next-nodes"] = decide(policy, observation, step, config)
+        metrics["next-nodes"] = decide(policy, observation, step, config,
+                                       _order(message, CONTEXT))
         metrics["observation"] = observation.astype(float).tolist()
         metrics["policy-version"] = held_policy_version(context)
     metrics["time-observe"] = time.perf_counter() - trained_at
@@ -187,6 +202,7 @@ def choose(message: Message, context: Context) -> Message:
     step = message.content[STEP]
     observation = np.asarray(message.content[METRICS]["observation"], np.float32)
     policy = current_policy(message, context, step)
-    metrics = MetricRecord({"next-nodes": decide(policy, observation, step, config),
+    metrics = MetricRecord({"next-nodes": decide(policy, observation, step, config,
+                                                 _order(message, METRICS)),
                             "policy-version": held_policy_version(context)})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)

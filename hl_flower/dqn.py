@@ -183,6 +183,7 @@ class DQNAgent:
         self.network.save_weights(folder / POLICY_WEIGHTS)
         meta = {"num_nodes": self.config.num_nodes,
                 "observation": self.config.observation,
+                "actions": self.config.actions,
                 "observation_size": self.config.observation_size,
                 "hidden": [self.config.dqn_hidden_1, self.config.dqn_hidden_2]}
         (folder / POLICY_META).write_text(json.dumps(meta, indent=2))
@@ -198,6 +199,7 @@ class DQNAgent:
             nodes = int(meta["num_nodes"])
             hidden = [int(h) for h in meta["hidden"]]
             observation = str(meta.get("observation", "reference"))
+            actions = str(meta.get("actions", "absolute"))
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{meta_path} is corrupt; re-train or pick "
                              "another policy") from None
@@ -206,9 +208,10 @@ class DQNAgent:
             raise ValueError(f"policy in {folder} is for {nodes} nodes and "
                              f"hidden sizes {hidden}; this run has "
                              f"{self.config.num_nodes} nodes")
-        if observation != self.config.observation:
+        if (observation, actions) != (self.config.observation, self.config.actions):
             raise ValueError(f"policy in {folder} reads the {observation!r} "
-                             f"observation; run it with --observation {observation}")
+                             f"observation with {actions} actions; run it with "
+                             f"--observation {observation} --actions {actions}")
         try:
             with warnings.catch_warnings():  # the optimizer's slots are not needed
                 warnings.filterwarnings("ignore", "Skipping variable loading")

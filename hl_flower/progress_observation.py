@@ -19,6 +19,12 @@ per step
 The server knows everything but the update, so it sends the first part
 (:func:`progress_context`) with the train message and the holder appends the
 update size it measured (:func:`progress_observation`).
+
+With ``relative`` actions the per-node features are listed in the order of
+:func:`node_order` (the holder, then the others from nearest to farthest)
+instead of by node id, and Q-value r means "the r-th node of that order":
+action 0 is "keep the model", action 1 "the nearest other node". The same
+network then serves every holder, which it otherwise learns separately.
 """
 
 from __future__ import annotations
@@ -41,9 +47,30 @@ class EpisodeProgress:
         self.accuracy = accuracy
 
 
+def node_order(distance: np.ndarray, holder: int) -> np.ndarray:
+    """Node ids by rank from ``holder``: itself first, then by distance (ties
+    by id)."""
+    row = distance[holder]
+    nodes = np.arange(len(row))
+    return np.lexsort((nodes, row, nodes != holder))
+
+
+def ranks_to_nodes(ranks: list[int], order: list[int] | np.ndarray) -> list[int]:
+    """Relative actions to node ids."""
+    return [int(order[r]) for r in ranks]
+
+
+def nodes_to_ranks(nodes: list[int], order: list[int] | np.ndarray) -> tuple[int, ...]:
+    """Node ids to relative actions."""
+    rank_of = {int(node): rank for rank, node in enumerate(order)}
+    return tuple(rank_of[n] for n in nodes)
+
+
 def progress_context(progress: EpisodeProgress, holders: list[int], step: int,
-                     max_steps: int, distance: np.ndarray) -> np.ndarray:
-    """Every feature but the update size, as if ``holders`` train in ``step``."""
+                     max_steps: int, distance: np.ndarray,
+                     relative: bool = False) -> np.ndarray:
+    """Every feature but the update size, as if ``holders`` train in ``step``;
+    with ``relative`` the nodes are listed in :func:`node_order`."""
     visits = progress.visits.copy()
     last_visit = progress.last_visit.copy()
     visits[holders] += 1
@@ -52,10 +79,11 @@ def progress_context(progress: EpisodeProgress, holders: list[int], step: int,
     holder[holders] = 1.0
     since = np.where(last_visit < 0, 1.0, (step - last_visit) / max_steps)
     largest = float(np.max(distance)) or 1.0
-    return np.concatenate([
-        holder, visits / max_steps, np.clip(since, 0.0, 1.0),
-        distance[holders[0]] / largest, [progress.accuracy, step / max_steps],
-    ]).astype(np.float32)
+    order = node_order(distance, holders[0]) if relative else slice(None)
+    per_node = [holder, visits / max_steps, np.clip(since, 0.0, 1.0),
+                distance[holders[0]] / largest]
+    return np.concatenate([*(feature[order] for feature in per_node),
+                           [progress.accuracy, step / max_steps]]).astype(np.float32)
 
 
 def update_size(received: np.ndarray, trained: np.ndarray) -> float:

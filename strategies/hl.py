@@ -24,8 +24,11 @@ from hl_flower.messages import CONTEXT, HL_CONFIG, METRICS, POLICY, QUERY_CHOOSE
 from hl_flower.observation import flatten_weights, reference_observation
 from hl_flower.progress_observation import (
     EpisodeProgress,
+    node_order,
+    nodes_to_ranks,
     progress_context,
     progress_observation,
+    ranks_to_nodes,
     update_size,
 )
 
@@ -66,6 +69,8 @@ class HomogeneousLearning(TravellingModel):
         self.policy_updates = 0
         self.dqn_loss: float | None = None  # of the last DQN fit
         self.state: np.ndarray | None = None  # observation before the last choice
+        self.state_holder = config.starter  # lead holder when ``state`` was made
+        self.relative = config.actions == "relative"
         self.progress = EpisodeProgress(config.num_nodes)  # ``progress`` observation
         self.step = 0  # the step being played
         self.previous_global: list[np.ndarray] = []  # k > 1: model before the step
@@ -95,8 +100,9 @@ class HomogeneousLearning(TravellingModel):
         if bool(step_config["decide"]):
             self._attach_policy_if_stale(content, partition)
             if self.config.observation == "progress":
-                content[CONTEXT] = ConfigRecord({"features": self._context([partition])
-                                                 .tolist()})
+                content[CONTEXT] = ConfigRecord(
+                    {"features": self._context([partition]).tolist()}
+                    | self._order_entry(partition))
         return content
 
     def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
@@ -115,6 +121,7 @@ class HomogeneousLearning(TravellingModel):
         """Start at the starter with no previous observation."""
         super().begin_episode(episode)
         self.state = None
+        self.state_holder = self.config.starter
         self.progress = EpisodeProgress(self.config.num_nodes)
 
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
@@ -139,10 +146,11 @@ class HomogeneousLearning(TravellingModel):
         """Store (previous observation, chosen nodes, scaled reward,
         observation); with ``dqn_updates=step`` train the DQN right away."""
         if self.learn and self.state is not None:
-            self.agent.remember(Transition(self.state, tuple(outcome.holders),
+            self.agent.remember(Transition(self.state, self._actions(outcome.holders),
                                            reward * self.config.reward_scale,
                                            outcome.observation, done))
         self.state = outcome.observation
+        self.state_holder = outcome.holders[0]
         self.progress.record(outcome.holders, self.step, accuracy)
         self.dqn_loss = None
         if self.config.dqn_updates == "step":
@@ -172,13 +180,29 @@ class HomogeneousLearning(TravellingModel):
             return super().replacement(failed, taken, server_round)
         candidates = set(self.available_nodes(taken, server_round))
         q = q_values(self.agent.get_weights(), self.state[None, :])[0]
-        return next(int(n) for n in np.argsort(-q, kind="stable") if n in candidates)
+        ranked = [int(a) for a in np.argsort(-q, kind="stable")]
+        if self.relative:
+            ranked = ranks_to_nodes(ranked, node_order(self.distance, self.state_holder))
+        return next(n for n in ranked if n in candidates)
 
     # -- helpers ----------------------------------------------------------- #
     def _context(self, holders: list[int]) -> np.ndarray:
         """The server's part of the ``progress`` observation for ``holders``."""
         return progress_context(self.progress, holders, self.step,
-                                self.config.max_steps, self.distance)
+                                self.config.max_steps, self.distance, self.relative)
+
+    def _order_entry(self, lead: int) -> dict:
+        """With relative actions, the node ids by rank from ``lead``."""
+        if not self.relative:
+            return {}
+        return {"order": node_order(self.distance, lead).tolist()}
+
+    def _actions(self, holders: list[int]) -> tuple[int, ...]:
+        """What the DQN chose, as it chose it: node ids, or ranks from the
+        holder its observation was made for."""
+        if not self.relative:
+            return tuple(holders)
+        return nodes_to_ranks(holders, node_order(self.distance, self.state_holder))
 
     def _attach_policy_if_stale(self, content: RecordDict, partition: int) -> None:
         """Send the policy unless the node keeps the current one."""
@@ -199,8 +223,8 @@ class HomogeneousLearning(TravellingModel):
                   step_config: ConfigRecord) -> list[int]:
         lead = self.selected[0]
         content = RecordDict({HL_CONFIG: self.run_settings, STEP: step_config,
-                              METRICS: MetricRecord({"observation":
-                                                     observation.tolist()})})
+                              METRICS: MetricRecord({"observation": observation.tolist()}
+                                                    | self._order_entry(lead))})
         self._attach_policy_if_stale(content, lead)
         message = Message(content, dst_node_id=self.node_ids[lead],
                           message_type=QUERY_CHOOSE)
