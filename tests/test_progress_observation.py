@@ -9,8 +9,11 @@ import pytest
 from hl_flower.config import ConfigError, HLConfig
 from hl_flower.progress_observation import (
     EpisodeProgress,
+    node_order,
+    nodes_to_ranks,
     progress_context,
     progress_observation,
+    ranks_to_nodes,
     update_size,
 )
 
@@ -104,3 +107,36 @@ def test_reference_defaults_keep_the_paper_design() -> None:
             config.double_dqn, config.dqn_loss, config.reward_scale,
             config.normalize_targets) == ("reference", "episode", 0, False, "mse", 1.0,
                                           True)
+
+
+# --- relative actions -------------------------------------------------------------
+
+def test_node_order_puts_the_holder_first_then_nearest() -> None:
+    assert node_order(DISTANCE, 1).tolist() == [1, 2, 0, 3]
+    assert node_order(DISTANCE, 3).tolist() == [3, 1, 2, 0]
+
+
+def test_node_order_breaks_ties_by_id_and_keeps_the_holder_first() -> None:
+    flat = np.zeros((4, 4))  # every node equally far, even the holder itself
+    assert node_order(flat, 2).tolist() == [2, 0, 1, 3]
+
+
+def test_ranks_and_nodes_convert_both_ways() -> None:
+    order = node_order(DISTANCE, 2)  # [2, 1, 0, 3]
+    assert ranks_to_nodes([0, 1], order) == [2, 1]
+    assert nodes_to_ranks([3, 2], order) == (3, 0)
+    assert ranks_to_nodes(list(nodes_to_ranks([0, 3], order)), order) == [0, 3]
+
+
+def test_relative_context_lists_nodes_from_the_holder_outwards() -> None:
+    progress = EpisodeProgress(NODES)
+    progress.record([3], 1, 0.2)
+    absolute = _split(progress_context(progress, [1], 2, MAX_STEPS, DISTANCE))
+    relative = _split(progress_context(progress, [1], 2, MAX_STEPS, DISTANCE,
+                                       relative=True))
+    order = [1, 2, 0, 3]
+    for name in ("holder", "visits", "since", "distance"):
+        assert np.allclose(relative[name], absolute[name][order])
+    assert relative["holder"].tolist() == [1, 0, 0, 0]  # the holder is always first
+    assert np.all(np.diff(relative["distance"]) >= 0)
+    assert relative["accuracy"] == absolute["accuracy"]

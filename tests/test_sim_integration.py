@@ -131,3 +131,26 @@ def test_k2_trains_two_nodes_and_the_lead_chooses(tmp_path: Path) -> None:
         assert len(chosen) == 2 and len(set(chosen)) == 2
         assert after["holders"].split() == chosen
     assert float(rows[-1]["accuracy"]) > float(rows[0]["accuracy"])
+
+
+def test_improved_preset_with_relative_actions(tmp_path: Path) -> None:
+    """Every DQN option at once (progress observation, relative actions,
+    per-step Double DQN with a target network, Huber loss): the model still
+    goes where the holder chose, the DQN trains during the episode, and the
+    saved policy can only be replayed with the observation it was trained on."""
+    done = run_sim(tmp_path, "imp", "--preset", "improved", "--actions", "relative",
+                   "--episodes", "2", "--max-steps", "8", "--target-sync", "3")
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = read_csv(tmp_path / "imp" / "steps.csv")
+    for before, after in zip(steps, steps[1:], strict=False):
+        if before["episode"] == after["episode"]:
+            assert before["next_node"] == after["holder"]
+    assert sum(r["policy_sent"] == "True" for r in steps) > 2  # new policy per step
+    meta = json.loads((tmp_path / "imp" / "policy.json").read_text())
+    assert (meta["observation"], meta["actions"]) == ("progress", "relative")
+    refused = subprocess.run(
+        [sys.executable, "sim.py", "eval", "--policy", str(tmp_path / "imp"),
+         "--actions", "absolute", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2
+    assert "--actions relative" in refused.stderr and "Traceback" not in refused.stderr
