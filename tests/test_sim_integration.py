@@ -133,13 +133,15 @@ def test_k2_trains_two_nodes_and_the_lead_chooses(tmp_path: Path) -> None:
     assert float(rows[-1]["accuracy"]) > float(rows[0]["accuracy"])
 
 
-def test_improved_preset_with_relative_actions(tmp_path: Path) -> None:
+def test_every_dqn_option_at_once(tmp_path: Path) -> None:
     """Every DQN option at once (progress observation, relative actions,
     per-step Double DQN with a target network, Huber loss): the model still
     goes where the holder chose, the DQN trains during the episode, and the
     saved policy can only be replayed with the observation it was trained on."""
-    done = run_sim(tmp_path, "imp", "--preset", "improved", "--actions", "relative",
-                   "--episodes", "2", "--max-steps", "8", "--target-sync", "3")
+    done = run_sim(tmp_path, "imp", "--observation", "progress", "--actions", "relative",
+                   "--dqn-updates", "step", "--target-sync", "3", "--double-dqn", "true",
+                   "--dqn-loss", "huber", "--normalize-targets", "false",
+                   "--reward-scale", "0.5", "--episodes", "2", "--max-steps", "8")
     assert done.returncode == 0, done.stderr[-3000:]
     steps = read_csv(tmp_path / "imp" / "steps.csv")
     for before, after in zip(steps, steps[1:], strict=False):
