@@ -83,6 +83,11 @@ def main() -> int:
     print(f"real first update at node {config.starter}: ||update|| = {size:.3f}, "
           f"sign {sign:+.0f}; closed form differs by {gap:.2e}")
 
+    first = q_values(weights, real[None, :])[0]
+    ten_steps = -(1 - config.discount ** 10) / (1 - config.discount)
+    print(f"Q-values after that update: mean {first.mean():.4f}, min {first.min():.4f}, "
+          f"max {first.max():.4f} (-1 per step for 10 more steps, discounted by "
+          f"{config.discount}, is {ten_steps:.2f})")
     print(f"{'holder':>6} {'size':>6} | greedy next (s=+1, s=-1) | "
           "Q max-min / |Q| mean (s=+1)")
     stays = 0
