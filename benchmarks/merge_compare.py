@@ -20,6 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hl_flower.quiet import import_tensorflow_quietly, quiet_environment  # noqa: E402
+
+quiet_environment(verbose=False)
+import_tensorflow_quietly()
+
 from hl_flower.compare import MethodRun  # noqa: E402
 from hl_flower.methods import HL_GREEDY  # noqa: E402
 from hl_flower.report import BASELINE, BEST_RULE, markdown_table, mean_std, paired_ratios  # noqa: E402
