@@ -60,6 +60,12 @@ def node_partition(config: HLConfig, node: int) -> Partition:
                           config.partition, config.seed)
 
 
+def node_trainer(config: HLConfig) -> LocalTrainer:
+    """The process's trainer for this run's dataset shape and learning rate."""
+    dataset = load_training_set(config.dataset)
+    return shared_trainer(dataset.input_shape, dataset.num_classes, config.learning_rate)
+
+
 def _run_settings(message: Message) -> HLConfig:
     return from_flat(dict(message.content[HL_CONFIG]))
 
@@ -153,9 +159,7 @@ def train(message: Message, context: Context) -> Message:
     step = message.content[STEP]
     started = time.perf_counter()
     data = node_partition(config, node)
-    dataset = load_training_set(config.dataset)
-    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                             config.learning_rate)
+    trainer = node_trainer(config)
     global_weights = message.content[ARRAYS].to_numpy_ndarrays()
     trainer.model.set_weights(global_weights)
     loss = _fit_local(trainer, data, config, context, step, node)
@@ -187,9 +191,7 @@ def identify(message: Message, context: Context) -> Message:
         config = _run_settings(message)
         if num_partitions == config.num_nodes and 0 <= node < num_partitions:
             node_partition(config, node)
-            dataset = load_training_set(config.dataset)
-            shared_trainer(dataset.input_shape, dataset.num_classes,
-                           config.learning_rate).warm_up()
+            node_trainer(config).warm_up()
     metrics = MetricRecord({"partition-id": node, "num-partitions": num_partitions,
                             "policy-version": held_policy_version(context)})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)
