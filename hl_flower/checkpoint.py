@@ -61,6 +61,7 @@ def _memory_arrays(agent: DQNAgent) -> dict[str, np.ndarray]:
         "next_states": np.array([t.next_state for t in memory],
                                 np.float32).reshape(size, observation),
         "dones": np.array([t.done for t in memory], bool),
+        "steps": np.array([t.steps for t in memory], np.int64),
     }
 
 
@@ -146,11 +147,13 @@ def _restore_target(agent: DQNAgent, path: Path, updates: int) -> None:
 
 def _restore_memory(agent: DQNAgent, memory: np.lib.npyio.NpzFile) -> None:
     agent.memory.clear()
-    for state, actions, reward, next_state, done in zip(
+    # checkpoints written before n-step returns hold one-step transitions only
+    steps = memory["steps"] if "steps" in memory.files else np.ones(len(memory["dones"]))
+    for state, actions, reward, next_state, done, merged in zip(
             memory["states"], memory["actions"], memory["rewards"],
-            memory["next_states"], memory["dones"], strict=True):
+            memory["next_states"], memory["dones"], steps, strict=True):
         agent.remember(Transition(state, tuple(int(a) for a in actions), float(reward),
-                                  next_state, bool(done)))
+                                  next_state, bool(done), int(merged)))
 
 
 def load_latest(run_folder: Path, agent: DQNAgent) -> tuple[Checkpoint | None, list[str]]:

@@ -59,6 +59,7 @@ class HLConfig:
     double_dqn: bool = False  # online net picks the next action, target net values it
     dqn_loss: str = "mse"  # mse | huber
     reward_scale: float = 1.0  # rewards are multiplied by this before they are stored
+    n_step: int = 1  # rewards summed per stored transition before bootstrapping
     node_policy_budget_mb: float = 256.0  # nodes keep a policy copy while N copies fit
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
@@ -74,7 +75,7 @@ class HLConfig:
         positive = ("num_nodes", "main_samples", "local_epochs", "batch_size",
                     "max_steps", "episodes", "k", "dqn_hidden_1", "dqn_hidden_2",
                     "replay_size", "replay_batch", "dqn_fit_batch",
-                    "pca_components", "failure_cooldown", "max_failures")
+                    "pca_components", "failure_cooldown", "max_failures", "n_step")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, "

@@ -28,13 +28,57 @@ POLICY_META = "policy.json"
 
 @dataclass(frozen=True)
 class Transition:
-    """One decision: in ``state`` the agent sent the model to ``actions``."""
+    """One decision: in ``state`` the agent sent the model to ``actions``.
+
+    ``reward`` is the discounted sum of the ``steps`` rewards that followed
+    (1 unless n-step returns merged several steps) and ``next_state`` the
+    observation ``steps`` decisions later, so the TD target bootstraps with
+    ``discount ** steps``.
+    """
 
     state: np.ndarray
     actions: tuple[int, ...]
     reward: float
     next_state: np.ndarray
     done: bool
+    steps: int = 1
+
+
+class NStepReturns:
+    """Merges one-step transitions into n-step ones within an episode.
+
+    :meth:`add` takes each decision's one-step transition as it happens and
+    returns the transitions that are complete: the one made ``n`` decisions
+    ago once n rewards have followed it, and every pending one when the
+    episode ends (those sum fewer rewards and bootstrap from nothing).
+    """
+
+    def __init__(self, n: int, discount: float) -> None:
+        self.n = n
+        self.discount = discount
+        self.pending: deque[Transition] = deque()
+
+    def add(self, transition: Transition) -> list[Transition]:
+        """Queue ``transition``; return the merged transitions now complete."""
+        self.pending.append(transition)
+        complete = []
+        if len(self.pending) == self.n:
+            complete.append(self._merge_and_drop_first())
+        while transition.done and self.pending:
+            complete.append(self._merge_and_drop_first())
+        return complete
+
+    def reset(self) -> None:
+        """Forget an unfinished episode."""
+        self.pending.clear()
+
+    def _merge_and_drop_first(self) -> Transition:
+        first, last = self.pending[0], self.pending[-1]
+        summed = sum(self.discount ** i * t.reward for i, t in enumerate(self.pending))
+        merged = Transition(first.state, first.actions, summed, last.next_state,
+                            last.done, steps=len(self.pending))
+        self.pending.popleft()
+        return merged
 
 
 def epsilon_at(episode: int, start: float, decay: float) -> float:
@@ -98,11 +142,13 @@ def next_state_values(online_next_q: np.ndarray, target_next_q: np.ndarray | Non
 
 def td_targets(current_q: np.ndarray, next_values: np.ndarray,
                actions: list[tuple[int, ...]], rewards: np.ndarray,
-               dones: np.ndarray, discount: float, normalize: bool) -> np.ndarray:
+               dones: np.ndarray, discount: float | np.ndarray,
+               normalize: bool) -> np.ndarray:
     """Targets for a minibatch: Q(s) with the taken actions' entries replaced.
 
     y[a] = r                             if the episode ended
     y[a] = r + discount * V(s') otherwise, V from :func:`next_state_values`
+    (``discount`` may be one per row: gamma ** steps for n-step returns).
     The reference then divides the whole matrix by its L2 norm.
     """
     targets = np.array(current_q, dtype=np.float64, copy=True)
@@ -156,7 +202,18 @@ class DQNAgent:
         if len(self.memory) < cfg.replay_batch:
             return None
         picks = self.rng.choice(len(self.memory), cfg.replay_batch, replace=False)
-        batch = [self.memory[i] for i in picks]
+        states, targets = self.minibatch_targets([self.memory[i] for i in picks])
+        history = self.network.fit(states, targets, epochs=1,
+                                   batch_size=cfg.dqn_fit_batch,
+                                   shuffle=False, verbose=0)
+        self.updates += 1
+        if cfg.target_sync and self.updates % cfg.target_sync == 0:
+            self.target_weights = self.get_weights()
+        return float(history.history["loss"][-1])
+
+    def minibatch_targets(self, batch: list[Transition]) -> tuple[np.ndarray, np.ndarray]:
+        """The states of ``batch`` and the TD targets the network is fitted to."""
+        cfg = self.config
         states = np.stack([t.state for t in batch]).astype(np.float32)
         next_states = np.stack([t.next_state for t in batch]).astype(np.float32)
         weights = self.get_weights()
@@ -169,14 +226,8 @@ class DQNAgent:
             [t.actions for t in batch],
             np.array([t.reward for t in batch]),
             np.array([t.done for t in batch]),
-            cfg.discount, cfg.normalize_targets)
-        history = self.network.fit(states, targets, epochs=1,
-                                   batch_size=cfg.dqn_fit_batch,
-                                   shuffle=False, verbose=0)
-        self.updates += 1
-        if cfg.target_sync and self.updates % cfg.target_sync == 0:
-            self.target_weights = self.get_weights()
-        return float(history.history["loss"][-1])
+            cfg.discount ** np.array([t.steps for t in batch]), cfg.normalize_targets)
+        return states, targets
 
     def save(self, folder: Path) -> None:
         """Write ``policy.weights.h5`` and ``policy.json`` (shape metadata)."""

@@ -19,7 +19,14 @@ from flwr.common import log
 from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
-from hl_flower.dqn import DQNAgent, Transition, epsilon_at, policy_fingerprint, q_values
+from hl_flower.dqn import (
+    DQNAgent,
+    NStepReturns,
+    Transition,
+    epsilon_at,
+    policy_fingerprint,
+    q_values,
+)
 from hl_flower.messages import CONTEXT, HL_CONFIG, METRICS, POLICY, QUERY_CHOOSE, STEP
 from hl_flower.observation import flatten_weights, reference_observation
 from hl_flower.progress_observation import (
@@ -72,6 +79,7 @@ class HomogeneousLearning(TravellingModel):
         self.state_holder = config.starter  # lead holder when ``state`` was made
         self.relative = config.actions == "relative"
         self.progress = EpisodeProgress(config.num_nodes)  # ``progress`` observation
+        self.returns = NStepReturns(config.n_step, config.discount)
         self.step = 0  # the step being played
         self.previous_global: list[np.ndarray] = []  # k > 1: model before the step
         self._policy_record_of: tuple[int, ArrayRecord | None] = (0, None)
@@ -123,6 +131,7 @@ class HomogeneousLearning(TravellingModel):
         self.state = None
         self.state_holder = self.config.starter
         self.progress = EpisodeProgress(self.config.num_nodes)
+        self.returns.reset()
 
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[np.ndarray, list[int]]:
@@ -144,11 +153,13 @@ class HomogeneousLearning(TravellingModel):
     def after_step(self, outcome: RoundOutcome, accuracy: float, reward: float,
                    done: bool) -> None:
         """Store (previous observation, chosen nodes, scaled reward,
-        observation); with ``dqn_updates=step`` train the DQN right away."""
+        observation), merged over ``n_step`` decisions; with
+        ``dqn_updates=step`` train the DQN right away."""
         if self.learn and self.state is not None:
-            self.agent.remember(Transition(self.state, self._actions(outcome.holders),
-                                           reward * self.config.reward_scale,
-                                           outcome.observation, done))
+            for transition in self.returns.add(Transition(
+                    self.state, self._actions(outcome.holders),
+                    reward * self.config.reward_scale, outcome.observation, done)):
+                self.agent.remember(transition)
         self.state = outcome.observation
         self.state_holder = outcome.holders[0]
         self.progress.record(outcome.holders, self.step, accuracy)

@@ -14,6 +14,7 @@ from hl_flower.dqn import (
     POLICY_META,
     POLICY_WEIGHTS,
     DQNAgent,
+    NStepReturns,
     Transition,
     build_q_network,
     choose_nodes,
@@ -386,3 +387,69 @@ def test_load_refuses_a_policy_for_another_observation(tmp_path: Path) -> None:
     progress = SMALL.replace(observation="progress")
     with pytest.raises(ValueError, match="--observation reference"):
         DQNAgent(progress, seed=0).load(tmp_path)
+
+
+# --- n-step returns ------------------------------------------------------------------
+
+def _one_step(index: int, reward: float, done: bool = False) -> Transition:
+    """Decision ``index``: its state is [index], its next state [index + 1]."""
+    return Transition(np.array([index], np.float32), (index,), reward,
+                      np.array([index + 1], np.float32), done)
+
+
+def test_n_step_returns_sum_n_discounted_rewards_and_skip_n_states() -> None:
+    returns = NStepReturns(n=3, discount=0.5)
+    assert returns.add(_one_step(0, 1.0)) == []
+    assert returns.add(_one_step(1, 2.0)) == []
+    (merged,) = returns.add(_one_step(2, 4.0))
+    assert merged.actions == (0,) and merged.state.tolist() == [0.0]
+    assert merged.reward == pytest.approx(1.0 + 0.5 * 2.0 + 0.25 * 4.0)
+    assert merged.next_state.tolist() == [3.0]  # three decisions on
+    assert (merged.steps, merged.done) == (3, False)
+    (following,) = returns.add(_one_step(3, 8.0))  # the window slides by one
+    assert following.actions == (1,)
+    assert following.reward == pytest.approx(2.0 + 0.5 * 4.0 + 0.25 * 8.0)
+
+
+def test_n_step_returns_flush_every_pending_decision_at_the_episode_end() -> None:
+    returns = NStepReturns(n=3, discount=0.5)
+    returns.add(_one_step(0, 1.0))
+    flushed = returns.add(_one_step(1, 2.0, done=True))
+    assert [t.actions for t in flushed] == [(0,), (1,)]
+    assert [t.steps for t in flushed] == [2, 1]
+    assert [t.reward for t in flushed] == pytest.approx([1.0 + 0.5 * 2.0, 2.0])
+    assert all(t.done for t in flushed)
+    assert returns.add(_one_step(5, 1.0)) == []  # the next episode starts empty
+
+
+def test_one_step_returns_pass_transitions_through_unchanged() -> None:
+    returns = NStepReturns(n=1, discount=0.9)
+    transition = _one_step(0, -1.5)
+    assert returns.add(transition) == [transition]
+
+
+def test_reset_forgets_an_unfinished_episode() -> None:
+    returns = NStepReturns(n=2, discount=0.9)
+    returns.add(_one_step(0, 1.0))
+    returns.reset()
+    (merged,) = returns.add(_one_step(7, 1.0, done=True))
+    assert merged.actions == (7,)
+
+
+def test_td_targets_bootstrap_with_a_discount_per_row() -> None:
+    targets = td_targets(np.zeros((2, 2)), np.array([4.0, 4.0]), [(0,), (1,)],
+                         np.array([1.0, 1.0]), np.array([False, False]),
+                         0.5 ** np.array([1, 3]), normalize=False)
+    assert np.allclose(targets, [[1.0 + 0.5 * 4.0, 0.0], [0.0, 1.0 + 0.125 * 4.0]])
+
+
+def test_training_targets_bootstrap_n_step_transitions_with_discount_to_the_steps() -> None:
+    agent = DQNAgent(SMALL.replace(normalize_targets=False, discount=0.5), seed=0)
+    state = np.zeros(SMALL.observation_size, np.float32)
+    following = np.ones(SMALL.observation_size, np.float32)
+    _, targets = agent.minibatch_targets([
+        Transition(state, (2,), 1.0, following, False, steps=3),
+        Transition(state, (2,), 1.0, following, False)])
+    next_max = q_values(agent.get_weights(), following[None, :]).max()
+    assert targets[0, 2] == pytest.approx(1.0 + 0.125 * next_max, rel=1e-5)
+    assert targets[1, 2] == pytest.approx(1.0 + 0.5 * next_max, rel=1e-5)

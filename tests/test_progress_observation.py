@@ -95,6 +95,7 @@ def test_progress_observation_size_does_not_depend_on_pca_components() -> None:
     ({"double_dqn": True}, "--double-dqn needs a target network; add --target-sync"),
     ({"target_sync": -1}, "--target-sync must be 0"),
     ({"reward_scale": 0.0}, "--reward-scale must be a positive number"),
+    ({"n_step": 0}, "--n-step must be at least 1, got 0"),
 ])
 def test_bad_dqn_options_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
@@ -105,8 +106,8 @@ def test_reference_defaults_keep_the_paper_design() -> None:
     config = HLConfig()
     assert (config.observation, config.dqn_updates, config.target_sync,
             config.double_dqn, config.dqn_loss, config.reward_scale,
-            config.normalize_targets) == ("reference", "episode", 0, False, "mse", 1.0,
-                                          True)
+            config.normalize_targets, config.n_step) == ("reference", "episode", 0, False,
+                                                         "mse", 1.0, True, 1)
 
 
 # --- relative actions -------------------------------------------------------------
