@@ -2,6 +2,7 @@
 
     python benchmarks/learning_digits.py            # 3 evaluation seeds
     python benchmarks/learning_digits.py --seeds 5 --episodes 40
+    python benchmarks/learning_digits.py -- --n-step 1     # extra sim.py flags
 
 Trains HL with the ``improved`` preset on ``digits`` (10 nodes, 60 samples of
 the node's class and 60 of the others, goal 0.6), then runs its greedy
@@ -43,11 +44,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--episodes", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("extra", nargs="*", help="more sim.py flags, after --")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
         done = subprocess.run(
             [sys.executable, "sim.py", "compare", "--preset", "improved", *DIGITS,
              "--episodes", str(args.episodes), "--seeds", str(args.seeds),
+             "--seed", str(args.seed), *args.extra,
              "--methods", "HL-greedy,RandomHop,Standalone", "--out", out,
              "--name", "digits"], cwd=ROOT, capture_output=True, text=True)
         if done.returncode != 0:

@@ -1,0 +1,66 @@
+"""Which node is the best one to keep the model at? Standalone from every node.
+
+    python benchmarks/standalone_nodes.py                       # mnist-5k, seeds 101-105
+    python benchmarks/standalone_nodes.py --seeds 3 -- --dataset digits --goal 0.6
+
+A policy that sends the model to one node and keeps it there can at best
+match `Standalone` run from that node (minus nothing, plus the hops on the
+way). This runs `sim.py compare --methods Standalone --starter j` for every
+node j on the same evaluation seeds and prints one row per node: how often
+it reached the goal, its steps and its final accuracy. Extra arguments after
+``--`` go to ``sim.py`` (dataset, partition, goal...). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hl_flower.report import mean_std  # noqa: E402
+
+
+def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],
+                    out: str) -> list[dict[str, str]]:
+    """The per-seed rows of Standalone trained at ``node``."""
+    name = f"standalone-{node}"
+    done = subprocess.run(
+        [sys.executable, "sim.py", "compare", "--methods", "Standalone", "--starter",
+         str(node), "--seed", str(seed), "--seeds", str(seeds), "--out", out,
+         "--name", name, *extra], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip().splitlines()[-1])
+    with (Path(out) / name / "compare_runs.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=100,
+                        help="evaluation seeds start after this one (default: 100)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("extra", nargs="*", help="arguments for sim.py, after --")
+    args = parser.parse_args()
+    extra = ["--nodes", str(args.nodes), *args.extra]
+    print("| node trained alone | reached goal | steps to goal | final accuracy |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as out:
+        for node in range(args.nodes):
+            rows = standalone_runs(node, args.seed, args.seeds, extra, out)
+            reached = sum(r["reached_goal"] == "True" for r in rows) / len(rows)
+            steps = mean_std([float(r["steps"]) for r in rows])
+            accuracy = mean_std([float(r["accuracy"]) for r in rows])
+            print(f"| {node} | {reached:.0%} | {steps[0]:.1f} ± {steps[1]:.1f} | "
+                  f"{accuracy[0]:.3f} ± {accuracy[1]:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
