@@ -59,7 +59,11 @@ def main() -> int:
 
 
 def ratio_table(runs: list[MethodRun]) -> str:
-    """Per HL policy, its per-seed ratios to RandomHop and Standalone."""
+    """Per HL policy, its per-seed ratios to RandomHop and Standalone (a
+    note instead when a folder with both baselines is missing)."""
+    if not {BASELINE, BEST_RULE} <= {r.method for r in runs}:
+        return (f"\nNo ratios: add a folder with {BASELINE} and {BEST_RULE} runs on "
+                "the same seeds.")
     lines = ["", f"| policy | steps / {BASELINE} | cost / {BASELINE} | "
              f"steps / {BEST_RULE} |", "|---|---|---|---|"]
     for label in dict.fromkeys(r.method for r in runs if r.method.startswith("HL")):
