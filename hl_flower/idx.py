@@ -1,4 +1,4 @@
-"""Reader for IDX files, the format MNIST and Fashion-MNIST ship in."""
+"""Reader and writer for IDX files, the format MNIST and Fashion-MNIST ship in."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     header += np.asarray(array.shape, ">u4").tobytes()
     payload = header + array.tobytes()
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def write_idx_folder(folder: Path, x_train: np.ndarray, y_train: np.ndarray,
+                     x_test: np.ndarray, y_test: np.ndarray, suffix: str = "") -> None:
+    """Write an MNIST-style folder (the four files :func:`load_idx_folder`
+    reads; ``suffix=".gz"`` compresses them), so ``--dataset idx:<folder>``
+    can use any set built offline."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, images, labels in (("train", x_train, y_train), ("t10k", x_test, y_test)):
+        write_idx(folder / f"{split}-images-idx3-ubyte{suffix}", images)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
 
 
 def find_idx_file(folder: Path, stem: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hl_flower.idx import write_idx
+from hl_flower.idx import write_idx_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,14 +19,12 @@ def sim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def write_idx_folder(folder: Path, train_labels: int) -> None:
+def write_random_idx_folder(folder: Path, train_labels: int) -> None:
     """A small MNIST-format folder: 60 train and 20 test 28x28 images."""
     rng = np.random.default_rng(0)
-    folder.mkdir()
-    write_idx(folder / "train-images-idx3-ubyte", rng.integers(0, 256, (60, 28, 28)))
-    write_idx(folder / "train-labels-idx1-ubyte", rng.integers(0, 10, train_labels))
-    write_idx(folder / "t10k-images-idx3-ubyte", rng.integers(0, 256, (20, 28, 28)))
-    write_idx(folder / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 20))
+    write_idx_folder(folder, rng.integers(0, 256, (60, 28, 28)),
+                     rng.integers(0, 10, train_labels), rng.integers(0, 256, (20, 28, 28)),
+                     rng.integers(0, 10, 20))
 
 
 def write_bad_files(folder: Path) -> dict[str, Path]:
@@ -44,7 +42,7 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     np.savetxt(files["negative"], negative, delimiter=",")
     for name, labels in (("idx_truncated", 60), ("idx_counts", 59)):
         files[name] = folder / name
-        write_idx_folder(files[name], train_labels=labels)
+        write_random_idx_folder(files[name], train_labels=labels)
     train_images = files["idx_truncated"] / "train-images-idx3-ubyte"
     train_images.write_bytes(train_images.read_bytes()[:-100])
     asym = np.ones((10, 10))

@@ -24,7 +24,7 @@ from hl_flower.data import (
     node_indices,
     one_hot,
 )
-from hl_flower.idx import write_idx
+from hl_flower.idx import write_idx, write_idx_folder
 
 N = 10
 
@@ -310,11 +310,7 @@ def _write_idx_folder(folder: Path, suffix: str = "", side: int = 6,
     ts = test_side or side
     x_test = rng.integers(0, 256, (5, ts, ts), dtype=np.uint8)
     y_test = np.array([2, 1, 0, 1, 2], dtype=np.uint8)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_idx(folder / f"train-images-idx3-ubyte{suffix}", x_train)
-    write_idx(folder / f"train-labels-idx1-ubyte{suffix}", y_train)
-    write_idx(folder / f"t10k-images-idx3-ubyte{suffix}", x_test)
-    write_idx(folder / f"t10k-labels-idx1-ubyte{suffix}", y_test)
+    write_idx_folder(folder, x_train, y_train, x_test, y_test, suffix)
     return x_train, y_train, x_test, y_test
 
 
