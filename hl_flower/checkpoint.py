@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def load_checkpoint(folder: Path, agent: DQNAgent) -> Checkpoint:
         for name in FILES_OF_FORMAT[state["format"]]:
             if _sha256(folder / name) != state["sha256"][name]:
                 raise CheckpointError(f"{folder / name} does not match its checksum")
-        agent.network.load_weights(folder / FILES[0])
+        with warnings.catch_warnings():  # the optimizer is restored just below
+            warnings.filterwarnings("ignore", "Skipping variable loading")
+            agent.network.load_weights(folder / FILES[0])
         with np.load(folder / FILES[1], allow_pickle=False) as saved:
             _restore_optimizer(agent, [saved[f"arr_{i}"] for i in range(len(saved.files))])
         with np.load(folder / FILES[2], allow_pickle=False) as memory:
