@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hl_flower.client_app import node_partition, node_trainer
 from hl_flower.config import from_flat
-from hl_flower.data import load_partition, load_training_set
 from hl_flower.dqn import DQNAgent, q_values
-from hl_flower.model import fresh_weights, set_optimizer_state, shared_trainer
+from hl_flower.model import fresh_weights, set_optimizer_state
 from hl_flower.observation import flatten_weights, reference_observation
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "mnist5k-n10-improved"
@@ -28,16 +28,12 @@ def test_shipped_policy_keeps_the_model_at_the_starter() -> None:
     config = from_flat(json.loads((SHIPPED / "config.json").read_text())).validate()
     agent = DQNAgent(config, seed=0)
     agent.load(SHIPPED)
-    dataset = load_training_set(config.dataset)
-    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                             config.learning_rate)
+    trainer = node_trainer(config)
     for seed in (201, 202, 203):
         start = fresh_weights(trainer.model, seed)
         trainer.model.set_weights(start)
         set_optimizer_state(trainer.model, None)  # a fresh episode's Adam
-        data = load_partition(dataset, config.starter, config.num_nodes,
-                              config.main_samples, config.other_samples,
-                              config.partition, seed)
+        data = node_partition(config.replace(seed=seed), config.starter)
         trainer.fit_epochs(data.x, data.y, 1, config.batch_size,
                            np.random.default_rng(seed))
         observation = reference_observation(
