@@ -39,6 +39,8 @@ class HLConfig:
     starter: int = 0  # node that trains at step 1
     k: int = 1  # nodes per step; k > 1 averages the top-k nodes' models
     reward_base: float = 32.0  # r = reward_base^(acc - goal) - hop - 1
+    reward: str = "reference"  # reference (above) | gain: w * (acc - previous acc) - hop - 1
+    gain_weight: float = 10.0  # w of the gain reward
     # --- DQN ---
     epsilon_start: float = 1.0
     epsilon_decay: float = 0.02  # eps *= exp(-epsilon_decay) after each episode
@@ -97,7 +99,7 @@ class HLConfig:
             raise ConfigError(f"unknown --partition {self.partition!r}; "
                               "use reference or disjoint")
         for name in ("learning_rate", "dqn_learning_rate", "reply_timeout",
-                     "reward_base", "node_policy_budget_mb"):
+                     "reward_base", "gain_weight", "node_policy_budget_mb"):
             value = getattr(self, name)
             if not value > 0 or math.isinf(value):
                 raise ConfigError(f"--{_flag(name)} must be a positive number, "
@@ -164,8 +166,9 @@ PROGRESS_PER_NODE = 4
 PROGRESS_GLOBAL = 3
 
 # Settings that take one of a few words.
-CHOICES = {"observation": ("reference", "progress"), "actions": ("absolute", "relative"),
-           "dqn_updates": ("episode", "step"), "dqn_loss": ("mse", "huber")}
+CHOICES = {"reward": ("reference", "gain"), "observation": ("reference", "progress"),
+           "actions": ("absolute", "relative"), "dqn_updates": ("episode", "step"),
+           "dqn_loss": ("mse", "huber")}
 
 
 def _flag(field_name: str) -> str:

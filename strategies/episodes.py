@@ -21,7 +21,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
-from hl_flower.distance import step_reward
+from hl_flower.distance import configured_reward
 from hl_flower.prompt_delivery import tune_grid
 
 from .metered_grid import MeteredGrid, Traffic
@@ -193,10 +193,10 @@ class EpisodeLoop:
             outcome = self.play_round(grid, server_round, arrays, step_config)
             arrays = outcome.arrays
             evaluated = time.perf_counter()
-            accuracy = float(evaluate_fn(arrays))
+            accuracy, previous_accuracy = float(evaluate_fn(arrays)), accuracy
             time_evaluate = time.perf_counter() - evaluated
             hop = self.hop_cost(previous, outcome.holders)
-            reward = step_reward(accuracy, cfg.goal, hop, cfg.reward_base)
+            reward = configured_reward(cfg, accuracy, previous_accuracy, hop)
             done = accuracy >= cfg.goal or step >= cfg.max_steps
             self.after_step(outcome, accuracy, reward, done)
             used = grid.traffic - before

@@ -96,6 +96,8 @@ def test_progress_observation_size_does_not_depend_on_pca_components() -> None:
     ({"target_sync": -1}, "--target-sync must be 0"),
     ({"reward_scale": 0.0}, "--reward-scale must be a positive number"),
     ({"n_step": 0}, "--n-step must be at least 1, got 0"),
+    ({"reward": "final"}, "unknown --reward 'final'; use reference or gain"),
+    ({"gain_weight": -1.0}, "--gain-weight must be a positive number, got -1.0"),
 ])
 def test_bad_dqn_options_are_refused(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -135,18 +135,25 @@ def test_k2_trains_two_nodes_and_the_lead_chooses(tmp_path: Path) -> None:
 
 def test_every_dqn_option_at_once(tmp_path: Path) -> None:
     """Every DQN option at once (progress observation, relative actions,
-    per-step Double DQN with a target network, Huber loss): the model still
-    goes where the holder chose, the DQN trains during the episode, and the
-    saved policy can only be replayed with the observation it was trained on."""
+    per-step Double DQN with a target network, Huber loss, the gain reward):
+    the model still goes where the holder chose, each step's reward is the
+    weighted accuracy gain minus hop and step, the DQN trains during the
+    episode, and the saved policy can only be replayed with the observation
+    it was trained on."""
     done = run_sim(tmp_path, "imp", "--observation", "progress", "--actions", "relative",
                    "--dqn-updates", "step", "--target-sync", "3", "--double-dqn", "true",
                    "--dqn-loss", "huber", "--normalize-targets", "false",
-                   "--reward-scale", "0.5", "--episodes", "2", "--max-steps", "8")
+                   "--reward-scale", "0.5", "--reward", "gain", "--gain-weight", "5",
+                   "--episodes", "2", "--max-steps", "8")
     assert done.returncode == 0, done.stderr[-3000:]
     steps = read_csv(tmp_path / "imp" / "steps.csv")
     for before, after in zip(steps, steps[1:], strict=False):
         if before["episode"] == after["episode"]:
             assert before["next_node"] == after["holder"]
+    for row in steps:
+        previous = 0.0 if row["step"] == "1" else float(steps[steps.index(row) - 1]["accuracy"])
+        gain = 5 * (float(row["accuracy"]) - previous)
+        assert float(row["reward"]) == pytest.approx(gain - float(row["hop_cost"]) - 1, abs=1e-5)
     assert sum(r["policy_sent"] == "True" for r in steps) > 2  # new policy per step
     meta = json.loads((tmp_path / "imp" / "policy.json").read_text())
     assert (meta["observation"], meta["actions"]) == ("progress", "relative")
