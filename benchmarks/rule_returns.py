@@ -68,9 +68,9 @@ def method_rows(spec: str, overrides: dict[str, object]) -> dict[str, list[tuple
             episodes[(row["method"], row["seed"])].append(row)
     rows: dict[str, list[tuple]] = defaultdict(list)
     for (method, _), steps in episodes.items():
+        steps.sort(key=lambda r: int(r["step"]))
         if not math.isfinite(float(steps[-1]["cumulative_cost"] or "nan")):
             continue  # FedAvg: no hops, no HL reward
-        steps.sort(key=lambda r: int(r["step"]))
         accuracies = [float(r["accuracy"]) for r in steps]
         name = label if label and method == "HL-greedy" else method
         rows[name].append((episode_return(config, steps), len(steps),

@@ -150,8 +150,8 @@ def test_every_dqn_option_at_once(tmp_path: Path) -> None:
     for before, after in zip(steps, steps[1:], strict=False):
         if before["episode"] == after["episode"]:
             assert before["next_node"] == after["holder"]
-    for row in steps:
-        previous = 0.0 if row["step"] == "1" else float(steps[steps.index(row) - 1]["accuracy"])
+    for index, row in enumerate(steps):
+        previous = 0.0 if row["step"] == "1" else float(steps[index - 1]["accuracy"])
         gain = 5 * (float(row["accuracy"]) - previous)
         assert float(row["reward"]) == pytest.approx(gain - float(row["hop_cost"]) - 1, abs=1e-5)
     assert sum(r["policy_sent"] == "True" for r in steps) > 2  # new policy per step
