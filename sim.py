@@ -15,7 +15,6 @@ in ``runs/<name>/``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import fields
@@ -26,12 +25,14 @@ from hl_flower.quiet import import_tensorflow_quietly, quiet_environment
 quiet_environment(verbose="--verbose" in sys.argv)
 
 from hl_flower.config import (  # noqa: E402
+    CONFIG_FILE,
     FLAG_ALIASES,
     PRESETS,
     ConfigError,
     HLConfig,
     from_flat,
     preset,
+    saved_config,
 )
 from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
 
@@ -105,15 +106,6 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                            help="fraction of nodes FedAvg trains per round (default: 1)")
 
 
-def saved_config(folder: Path) -> HLConfig:
-    """The settings a run folder or policy was made with."""
-    saved = folder / "config.json"
-    try:
-        return from_flat(json.loads(saved.read_text()))
-    except (OSError, json.JSONDecodeError, AttributeError):
-        raise ConfigError(f"{saved} is missing or not a settings file") from None
-
-
 def base_config(args: argparse.Namespace) -> HLConfig:
     """The preset, or the settings of the run being resumed or compared."""
     resume, policy = getattr(args, "resume", ""), getattr(args, "policy", "")
@@ -121,7 +113,7 @@ def base_config(args: argparse.Namespace) -> HLConfig:
         if not Path(resume).is_dir():
             raise ConfigError(f"--resume {resume} is not a run folder")
         return saved_config(Path(resume))
-    if policy and (Path(policy) / "config.json").is_file():
+    if policy and (Path(policy) / CONFIG_FILE).is_file():
         return saved_config(Path(policy))
     return preset(args.preset)
 

@@ -18,7 +18,6 @@ its choice depends on anything but which node trained and a sign.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from hl_flower.quiet import import_tensorflow_quietly, quiet_environment  # noqa
 quiet_environment(verbose=False)
 import_tensorflow_quietly()
 
-from hl_flower.config import from_flat  # noqa: E402
+from hl_flower.config import ConfigError, saved_config  # noqa: E402
 from hl_flower.data import load_partition, load_training_set  # noqa: E402
 from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
 from hl_flower.model import fresh_weights, shared_trainer  # noqa: E402
@@ -66,7 +65,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("policy", type=Path)
     folder = parser.parse_args().policy
-    config = from_flat(json.loads((folder / "config.json").read_text()))
+    try:
+        config = saved_config(folder)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if config.observation != "reference" or config.k != 1:
         raise SystemExit("error: this inspection is for k = 1 reference-observation "
                          "policies")

@@ -27,17 +27,20 @@ import_tensorflow_quietly()
 
 from hl_flower.compare import MethodRun  # noqa: E402
 from hl_flower.methods import HL_GREEDY  # noqa: E402
-from hl_flower.report import BASELINE, BEST_RULE, markdown_table, mean_std, paired_ratios  # noqa: E402
+from hl_flower.report import (  # noqa: E402
+    BASELINE,
+    BEST_RULE,
+    markdown_table,
+    mean_std,
+    paired_ratios,
+    report_csv,
+)
 
 
 def read_runs(spec: str) -> list[MethodRun]:
     """The runs of one folder, HL-greedy renamed to the label if one is given."""
     folder, _, label = spec.partition(":")
-    paths = [Path(folder) / f"{stem}_runs.csv" for stem in ("compare", "eval")]
-    path = next((p for p in paths if p.is_file()), None)
-    if path is None:
-        raise SystemExit(f"error: {folder} holds no compare_runs.csv or eval_runs.csv")
-    with path.open() as handle:
+    with report_csv(Path(folder), "runs").open() as handle:
         rows = list(csv.DictReader(handle))
     return [MethodRun(label if label and r["method"] == HL_GREEDY else r["method"],
                       int(r["seed"]), int(r["steps"]), r["reached_goal"] == "True",
@@ -51,7 +54,11 @@ def main() -> int:
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--title", default="Comparison")
     args = parser.parse_args()
-    runs = [run for spec in args.folders for run in read_runs(spec)]
+    try:
+        runs = [run for spec in args.folders for run in read_runs(spec)]
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     table = markdown_table(runs, args.title)
     print(table.split("\nPaper ratios")[0].split("\nSteps of")[0].rstrip())
     print(ratio_table(runs))

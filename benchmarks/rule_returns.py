@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 from collections import defaultdict
@@ -26,18 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hl_flower.config import ConfigError, HLConfig, from_flat  # noqa: E402
+from hl_flower.config import ConfigError, HLConfig, from_flat, saved_config  # noqa: E402
 from hl_flower.distance import configured_reward  # noqa: E402
-from hl_flower.report import mean_std  # noqa: E402
-
-
-def steps_file(folder: Path) -> Path:
-    """The per-step CSV of a compare or eval folder."""
-    for stem in ("compare", "eval"):
-        if (folder / f"{stem}_steps.csv").is_file():
-            return folder / f"{stem}_steps.csv"
-    raise ValueError(f"{folder} holds no compare_steps.csv or eval_steps.csv; give a "
-                     "folder written by `sim.py compare` or `sim.py eval`")
+from hl_flower.report import mean_std, report_csv  # noqa: E402
 
 
 def episode_return(config: HLConfig, steps: list[dict[str, str]]) -> float:
@@ -54,16 +44,9 @@ def method_rows(spec: str, overrides: dict[str, object]) -> dict[str, list[tuple
     """Per method: (return, steps, mean accuracy, final accuracy) per seed."""
     folder_name, _, label = spec.partition(":")
     folder = Path(folder_name)
-    try:
-        config = from_flat(overrides, from_flat(json.loads(
-            (folder / "config.json").read_text()))).validate()
-    except (OSError, json.JSONDecodeError):
-        raise ValueError(f"{folder}/config.json is missing or not a settings file; give a "
-                         "folder written by `sim.py compare` or `sim.py eval`") from None
-    except ConfigError as error:
-        raise ValueError(str(error)) from None
+    config = from_flat(overrides, saved_config(folder)).validate()
     episodes: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
-    with steps_file(folder).open() as handle:
+    with report_csv(folder, "steps").open() as handle:
         for row in csv.DictReader(handle):
             episodes[(row["method"], row["seed"])].append(row)
     rows: dict[str, list[tuple]] = defaultdict(list)
@@ -90,7 +73,7 @@ def main() -> int:
         ("reward-base", args.reward_base)) if value is not None}
     try:
         tables = [method_rows(spec, overrides) for spec in args.folders]
-    except ValueError as error:
+    except (ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print("| method | episodes | return | steps | mean accuracy over the steps | final accuracy |")

@@ -27,7 +27,7 @@ from strategies import (
 )
 from strategies.episodes import EpisodeCallback, EpisodeLoop, StepCallback
 
-from .config import HLConfig, to_flat
+from .config import CONFIG_FILE, HLConfig, to_flat
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .methods import FEDAVG, HL_GREEDY
@@ -179,7 +179,7 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
             plan.agent = DQNAgent(cfg, seed=cfg.seed)
             plan.agent.load(plan.folder)
         else:
-            write_json(plan.folder / "config.json", to_flat(cfg))
+            write_json(plan.folder / CONFIG_FILE, to_flat(cfg))
         runs, curves = run_comparison(grid, cfg, plan.agent, plan.methods, plan.seeds,
                                       plan.fedavg_fraction, on_run)
         title = (f"{cfg.dataset}, {cfg.num_nodes} nodes, goal {cfg.goal}, "

@@ -9,9 +9,13 @@ dataclass serves all three; :func:`to_flat` / :func:`from_flat` convert it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
+
+CONFIG_FILE = "config.json"  # a run folder's or policy's settings, written by to_flat
 
 
 class ConfigError(ValueError):
@@ -202,6 +206,17 @@ def from_flat(values: dict[str, Any], base: HLConfig | None = None) -> HLConfig:
                               + ", ".join(sorted(by_key)))
         changes[field.name] = _coerce(key, value, type(getattr(base, field.name)))
     return base.replace(**changes)
+
+
+def saved_config(folder: Path) -> HLConfig:
+    """The settings a run folder or policy was made with (its ``config.json``)."""
+    saved = Path(folder) / CONFIG_FILE
+    try:
+        return from_flat(json.loads(saved.read_text()))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"{saved} is missing or not a settings file; give a folder "
+                          "written by sim.py (a run, compare or eval folder, or a "
+                          "policy)") from None
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

@@ -21,6 +21,7 @@ from .methods import FEDAVG, HL_GREEDY
 if TYPE_CHECKING:
     from .compare import CurvePoint, MethodRun
 
+REPORT_STEMS = ("compare", "eval")  # the stems sim.py compare and sim.py eval write
 # (column, title, scale, decimals) of the figures summarised per method
 FIGURES = [
     ("steps", "steps to goal", 1.0, 1),
@@ -115,6 +116,19 @@ def ratio_lines(runs: list[MethodRun], method: str = HL_GREEDY) -> list[str]:
         lines += ["", f"Steps of {method} / {BEST_RULE} (the best fixed rule here): "
                   f"{mean:.3f} ± {std:.3f} over {len(ratios)} seeds"]
     return lines
+
+
+def report_csv(folder: Path, table: str) -> Path:
+    """``<stem>_<table>.csv`` of a folder written by ``sim.py compare`` or ``eval``.
+
+    Raises :class:`FileNotFoundError` naming both file names when neither exists.
+    """
+    names = [f"{stem}_{table}.csv" for stem in REPORT_STEMS]
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder} holds no {' or '.join(names)}; give a folder "
+                            "written by `sim.py compare` or `sim.py eval`")
 
 
 def write_report(folder: Path, stem: str, runs: list[MethodRun],

@@ -21,7 +21,7 @@ from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResu
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .checkpoint import load_latest, save_checkpoint
-from .config import HLConfig, from_flat, to_flat
+from .config import CONFIG_FILE, HLConfig, from_flat, to_flat
 from .data import load_test_set, one_hot
 from .distance import distance_matrix
 from .dqn import DQNAgent
@@ -70,7 +70,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     """Train HL for ``config.episodes`` episodes, logging into ``folder``;
     with ``resume``, continue from the folder's last good checkpoint."""
     started = time.perf_counter()
-    write_json(folder / "config.json", to_flat(config))
+    write_json(folder / CONFIG_FILE, to_flat(config))
     agent = DQNAgent(config, seed=config.seed)
     strategy = HomogeneousLearning(config, agent, distance_matrix(config))
     recorder = RunRecorder(folder)

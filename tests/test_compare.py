@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from hl_flower.config import ConfigError, saved_config
 from hl_flower.distance import reference_distance
 from hl_flower.methods import METHODS
+from hl_flower.report import report_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 4
@@ -155,3 +157,37 @@ def test_policy_for_other_node_count_is_refused(compared: Path, tmp_path: Path) 
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "4 nodes" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_files_and_settings_are_found_by_one_lookup(compared: Path,
+                                                           tmp_path: Path) -> None:
+    assert report_csv(compared, "runs") == compared / "compare_runs.csv"
+    assert saved_config(compared).num_nodes == NODES
+    (tmp_path / "eval_steps.csv").write_text("method\n")
+    assert report_csv(tmp_path, "steps") == tmp_path / "eval_steps.csv"
+    with pytest.raises(FileNotFoundError, match="no compare_runs.csv or eval_runs.csv"):
+        report_csv(tmp_path, "runs")
+    with pytest.raises(ConfigError, match="config.json is missing"):
+        saved_config(tmp_path)
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not a settings file"):
+        saved_config(tmp_path)
+
+
+def test_benchmarks_read_a_compare_folder_and_refuse_others(compared: Path,
+                                                            tmp_path: Path) -> None:
+    def benchmark(name: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, f"benchmarks/{name}.py", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+
+    returns = benchmark("rule_returns", str(compared))
+    assert returns.returncode == 0, returns.stderr
+    rows = {line.split("|")[1].strip() for line in returns.stdout.splitlines()[2:]}
+    assert rows == set(METHODS) - {"FedAvg"}  # FedAvg has no hops, so no HL reward
+    merged = benchmark("merge_compare", f"{compared}:HL-tiny")
+    assert merged.returncode == 0, merged.stderr
+    assert "| HL-tiny |" in merged.stdout and "| Standalone |" in merged.stdout
+    for name in ("rule_returns", "merge_compare"):
+        refused = benchmark(name, str(tmp_path))
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, name
+        assert refused.stderr.startswith(f"error: {tmp_path}"), refused.stderr
