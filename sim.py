@@ -225,7 +225,8 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
         with progress:
             simulate(args, config, make_server_app(config, folder, progress.on_step,
                                                    progress.on_episode, summary,
-                                                   resume=bool(args.resume)))
+                                                   resume=bool(args.resume),
+                                                   on_validation=progress.on_validation))
         return progress.summary_line(), summary.get("stopped")
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
                        stem=command, agent=agent,
@@ -233,7 +234,8 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
     with progress:
         simulate(args, config, make_compare_app(
             plan, progress.on_step, progress.on_episode,
-            on_run=lambda r: print(describe_run(r), flush=True)))
+            on_run=lambda r: print(describe_run(r), flush=True),
+            on_validation=progress.on_validation))
     return plan.table, plan.stopped
 
 

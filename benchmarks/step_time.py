@@ -47,9 +47,9 @@ from hl_flower.config import preset  # noqa: E402
 from hl_flower.data import load_dataset, one_hot  # noqa: E402
 from hl_flower.distance import distance_matrix  # noqa: E402
 from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
+from hl_flower.evaluator import TestSetEvaluator, model_factory  # noqa: E402
 from hl_flower.model import build_node_model, shared_trainer  # noqa: E402
 from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
-from hl_flower.server_app import TestSetEvaluator, model_factory  # noqa: E402
 from hl_flower.simulation import simulate  # noqa: E402
 from strategies import FedAvgBaseline, HomogeneousLearning, StepResult  # noqa: E402
 

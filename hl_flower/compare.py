@@ -30,11 +30,13 @@ from strategies.episodes import EpisodeCallback, EpisodeLoop, StepCallback
 from .config import CONFIG_FILE, HLConfig, to_flat
 from .distance import distance_matrix
 from .dqn import DQNAgent
+from .evaluator import TestSetEvaluator, model_factory
 from .methods import FEDAVG, HL_GREEDY
 from .plots import plot_comparison
 from .report import write_report
 from .runlog import write_json
-from .server_app import TestSetEvaluator, model_factory, run_hl
+from .server_app import run_hl
+from .validation import Validation, policy_folder
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,9 @@ class ComparePlan:
 
 def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
                      on_episode: EpisodeCallback | None = None,
-                     on_run: Callable[[MethodRun], None] | None = None) -> ServerApp:
+                     on_run: Callable[[MethodRun], None] | None = None,
+                     on_validation: Callable[[Validation, bool], None] | None = None
+                     ) -> ServerApp:
     """A ServerApp that (trains HL if needed, then) runs the comparison."""
     server_app = ServerApp()
 
@@ -173,11 +177,12 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
     def compare(grid: Grid) -> None:
         cfg = plan.config
         if plan.agent is None and HL_GREEDY in plan.methods:
-            plan.stopped = run_hl(grid, cfg, plan.folder, on_step, on_episode)["stopped"]
+            plan.stopped = run_hl(grid, cfg, plan.folder, on_step, on_episode,
+                                  on_validation=on_validation)["stopped"]
             if plan.stopped:
                 return
             plan.agent = DQNAgent(cfg, seed=cfg.seed)
-            plan.agent.load(plan.folder)
+            plan.agent.load(policy_folder(plan.folder))
         else:
             write_json(plan.folder / CONFIG_FILE, to_flat(cfg))
         runs, curves = run_comparison(grid, cfg, plan.agent, plan.methods, plan.seeds,

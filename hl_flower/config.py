@@ -67,6 +67,9 @@ class HLConfig:
     reward_scale: float = 1.0  # rewards are multiplied by this before they are stored
     n_step: int = 1  # rewards summed per stored transition before bootstrapping
     node_policy_budget_mb: float = 256.0  # nodes keep a policy copy while N copies fit
+    # --- validation during training (keeps the best greedy policy) ---
+    validate_every: int = 0  # episodes between greedy validations; 0 = never
+    validation_seeds: int = 2  # validation episodes, on seeds 301, 302, ...
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
     distance_seed: int = 0  # reference: np.random.seed(0)
@@ -81,7 +84,8 @@ class HLConfig:
         positive = ("num_nodes", "main_samples", "local_epochs", "batch_size",
                     "max_steps", "episodes", "k", "dqn_hidden_1", "dqn_hidden_2",
                     "replay_size", "replay_batch", "dqn_fit_batch",
-                    "pca_components", "failure_cooldown", "max_failures", "n_step")
+                    "pca_components", "failure_cooldown", "max_failures", "n_step",
+                    "validation_seeds")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be at least 1, "
@@ -127,6 +131,9 @@ class HLConfig:
         if self.actions == "relative" and self.observation != "progress":
             raise ConfigError("--actions relative needs --observation progress (its "
                               "node features are ordered the same way)")
+        if self.validate_every < 0:
+            raise ConfigError("--validate-every must be 0 (never) or more, "
+                              f"got {self.validate_every}")
         if self.target_sync < 0:
             raise ConfigError(f"--target-sync must be 0 (no target network) or more, "
                               f"got {self.target_sync}")

@@ -11,8 +11,11 @@ from tqdm import tqdm
 if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
 
+    from .validation import Validation
+
 
 from .config import HLConfig
+from .validation import describe_validation
 
 
 class ConsoleProgress:
@@ -43,13 +46,21 @@ class ConsoleProgress:
     def on_episode(self, episode: EpisodeResult) -> None:
         """Print the episode's line above the bar."""
         self.episodes.append(episode)
-        line = (f"episode {episode.episode + 1:3d}/{self.config.episodes}  "
-                f"steps {episode.steps:2d}  acc {episode.accuracy:.3f}  "
-                f"cost {episode.communication_cost:.3f}  "
-                f"reward {episode.total_reward:7.3f}  eps {episode.epsilon:.3f}")
+        self._print(f"episode {episode.episode + 1:3d}/{self.config.episodes}  "
+                    f"steps {episode.steps:2d}  acc {episode.accuracy:.3f}  "
+                    f"cost {episode.communication_cost:.3f}  "
+                    f"reward {episode.total_reward:7.3f}  eps {episode.epsilon:.3f}")
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_validation(self, validation: Validation, improved: bool) -> None:
+        """Print a validation's line above the bar."""
+        self._print(describe_validation(validation, improved))
+
+    def _print(self, line: str) -> None:
+        """A line above the bar, or plain when there is no bar."""
         if self.bar is not None and not self.bar.disable:
             self.bar.write(line, file=sys.stdout)
-            self.bar.update(1)
         else:
             print(line, flush=True)
 

@@ -7,13 +7,13 @@ config in ``pyproject.toml``); ``sim.py`` builds its own with
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from logging import INFO
 from pathlib import Path
 
-import numpy as np
-from flwr.app import ArrayRecord, Context
+from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
@@ -22,53 +22,30 @@ from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResu
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .checkpoint import load_latest, save_checkpoint
 from .config import CONFIG_FILE, HLConfig, from_flat, to_flat
-from .data import load_test_set, one_hot
 from .distance import distance_matrix
 from .dqn import DQNAgent
-from .model import fresh_weights, shared_trainer
+from .evaluator import TestSetEvaluator, model_factory
 from .plots import plot_last_episode, plot_training
 from .runlog import RunRecorder, create_run_folder, write_json
-
-EVALUATION_BATCH = 1000  # accuracy does not depend on it; larger is faster
-
-
-class TestSetEvaluator:
-    """Accuracy of a model on the global test set (one Keras model, reused)."""
-
-    __test__ = False  # a name pytest would otherwise try to collect
-
-    def __init__(self, config: HLConfig) -> None:
-        dataset = load_test_set(config.dataset)
-        self.trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                                      config.learning_rate)
-        self.x = dataset.x_test
-        self.y = one_hot(dataset.y_test, dataset.num_classes)
-
-    def __call__(self, arrays: ArrayRecord) -> float:
-        """Test accuracy of ``arrays``."""
-        self.trainer.model.set_weights(arrays.to_numpy_ndarrays())
-        return self.trainer.accuracy(self.x, self.y, EVALUATION_BATCH)
-
-
-def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
-    """Fresh seeded initial model for each episode."""
-    dataset = load_test_set(config.dataset)
-    model = shared_trainer(dataset.input_shape, dataset.num_classes,
-                           config.learning_rate).model  # the evaluator's model
-
-    def new_model(episode: int) -> ArrayRecord:
-        seed = int(np.random.SeedSequence([config.seed, episode, 0]).generate_state(1)[0])
-        return ArrayRecord(fresh_weights(model, seed))
-
-    return new_model
+from .validation import (
+    BestPolicy,
+    Validation,
+    describe_validation,
+    next_stop,
+    validation_seeds,
+)
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
            on_step: Callable[[StepResult], None] | None = None,
            on_episode: Callable[[EpisodeResult], None] | None = None,
-           resume: bool = False) -> dict:
+           resume: bool = False,
+           on_validation: Callable[[Validation, bool], None] | None = None) -> dict:
     """Train HL for ``config.episodes`` episodes, logging into ``folder``;
-    with ``resume``, continue from the folder's last good checkpoint."""
+    with ``resume``, continue from the folder's last good checkpoint. With
+    ``config.validate_every``, validate the greedy policy on the way and keep
+    the best one (:mod:`hl_flower.validation`); ``on_validation`` sees each
+    validation and whether it was the best so far."""
     started = time.perf_counter()
     write_json(folder / CONFIG_FILE, to_flat(config))
     agent = DQNAgent(config, seed=config.seed)
@@ -94,34 +71,62 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
         if on_episode:
             on_episode(result)
 
+    best = BestPolicy(folder, config, first_episode)
+    evaluate = TestSetEvaluator(config)
     stopped = None
+    done = first_episode
     try:
-        strategy.start(grid, model_factory(config), TestSetEvaluator(config),
-                       episodes=config.episodes - first_episode, on_step=step_done,
-                       on_episode=episode_done, first_episode=first_episode)
+        while True:
+            if best.needs(done):
+                validation = validate_greedy(grid, config, agent, done, evaluate)
+                improved = best.record(validation, agent)
+                if on_validation:
+                    on_validation(validation, improved)
+            if done >= config.episodes:
+                break
+            stop = next_stop(config, done)
+            strategy.start(grid, model_factory(config), evaluate, episodes=stop - done,
+                           on_step=step_done, on_episode=episode_done, first_episode=done)
+            done = stop
     except NodeFailure as failure:  # logged so far stays; the summary says why
         stopped = str(failure)
     summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
                                     "policy_updates": strategy.policy_updates,
                                     "resumed_from_episode": first_episode if resume else None,
-                                    "stopped": stopped}
+                                    "stopped": stopped,
+                                    "best_validation": (dataclasses.asdict(best.best)
+                                                        if best.best else None)}
     write_json(folder / "summary.json", summary)
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
     plot_training(recorder.episodes, folder / "training.png")
     return summary
 
 
+def validate_greedy(grid: Grid, config: HLConfig, agent: DQNAgent, episodes_done: int,
+                    evaluate: TestSetEvaluator) -> Validation:
+    """Play the agent's greedy policy once on every validation seed."""
+    results: list[EpisodeResult] = []
+    for seed in validation_seeds(config):
+        seeded = dataclasses.replace(config, seed=seed)
+        greedy = HomogeneousLearning(seeded, agent, distance_matrix(seeded),
+                                     learn=False, epsilon=0.0)
+        results.extend(greedy.start(grid, model_factory(seeded), evaluate, episodes=1))
+    return Validation.of(episodes_done, results)
+
+
 def make_server_app(config: HLConfig, folder: Path,
                     on_step: Callable[[StepResult], None] | None = None,
                     on_episode: Callable[[EpisodeResult], None] | None = None,
-                    summary: dict | None = None, resume: bool = False) -> ServerApp:
+                    summary: dict | None = None, resume: bool = False,
+                    on_validation: Callable[[Validation, bool], None] | None = None
+                    ) -> ServerApp:
     """A ServerApp bound to these settings and run folder (used by sim.py);
     the run's summary lands in ``summary``."""
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        result = run_hl(grid, config, folder, on_step, on_episode, resume)
+        result = run_hl(grid, config, folder, on_step, on_episode, resume, on_validation)
         if summary is not None:
             summary.update(result)
 
@@ -146,6 +151,7 @@ def main(grid: Grid, context: Context) -> None:
             result.communication_cost, result.failures)
 
     summary = run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False),
-                     on_episode=log_episode)
+                     on_episode=log_episode,
+                     on_validation=lambda v, best: log(INFO, describe_validation(v, best)))
     if summary["stopped"]:
         raise NodeFailure(summary["stopped"])

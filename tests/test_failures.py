@@ -20,12 +20,13 @@ import pytest
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from hl_flower.compare import CurveRecorder, model_factory
+from hl_flower.compare import CurveRecorder
 from hl_flower.config import HLConfig
 from hl_flower.distance import reference_distance
 from hl_flower.drills import app as drill_app
 from hl_flower.drills import parse_drills
-from hl_flower.server_app import TestSetEvaluator, run_hl
+from hl_flower.evaluator import TestSetEvaluator, model_factory
+from hl_flower.server_app import run_hl
 from hl_flower.simulation import simulate
 from strategies import FedAvgBaseline, RoundRobin, StepResult
 

@@ -163,3 +163,37 @@ def test_every_dqn_option_at_once(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2
     assert "--actions relative" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_validation_keeps_the_best_greedy_policy_without_changing_training(
+        runs: dict[str, Path], tmp_path: Path) -> None:
+    done = run_sim(tmp_path, "v", "--seed", "0", "--validate-every", "2",
+                   "--validation-seeds", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = tmp_path / "v"
+
+    def moves(run: Path) -> list[tuple[str, str, str]]:
+        return [(r["episode"], r["holder"], r["next_node"])
+                for r in read_csv(run / "steps.csv")]
+
+    assert moves(folder) == moves(runs["a"])  # same seed, validation or not
+    rows = read_csv(folder / "validation.csv")
+    assert [r["episodes_done"] for r in rows] == ["2", "3"]  # every 2, and the last
+    assert sum(line.startswith("validation after") for line in done.stdout.splitlines()) == 2
+    ranks = [(float(r["steps"]), -float(r["accuracy"]), float(r["communication_cost"]))
+             for r in rows]
+    assert [r["best"] for r in rows] == [
+        str(i == 0 or rank < min(ranks[:i])) for i, rank in enumerate(ranks)]
+    kept = json.loads((folder / "best" / "validation.json").read_text())
+    assert kept["episodes_done"] == int(rows[ranks.index(min(ranks))]["episodes_done"])
+    assert json.loads((folder / "summary.json").read_text())["best_validation"] == kept
+
+    replay = subprocess.run(  # the kept policy, on the validation seeds 301 and 302
+        [sys.executable, "sim.py", "eval", "--policy", str(folder / "best"), "--seed",
+         "300", "--seeds", "2", "--out", str(tmp_path), "--name", "ev"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stderr[-3000:]
+    played = read_csv(tmp_path / "ev" / "eval_runs.csv")
+    assert [r["seed"] for r in played] == ["301", "302"]
+    assert " | ".join(r["path"] for r in played) == kept["paths"]
+    assert sum(int(r["steps"]) for r in played) / 2 == kept["steps"]
