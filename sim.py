@@ -35,6 +35,7 @@ from hl_flower.config import (  # noqa: E402
     saved_config,
 )
 from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
+from hl_flower.validation import BEST_FOLDER  # noqa: E402
 
 COMMANDS = ("train", "compare", "eval")
 
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""
     print(f"{command} on {config.dataset}: {config.num_nodes} nodes, goal "
           f"{config.goal}{episodes}{resumed}; writing {folder}")
+    if agent is not None and (Path(args.policy) / BEST_FOLDER).is_dir():
+        print(f"note: this is the run's final policy; {Path(args.policy) / BEST_FOLDER} "
+              "holds its best validated one")
     text, stopped = run(command, args, config, folder, methods, agent, done)
     print(text)
     if stopped:
