@@ -21,7 +21,6 @@ from strategies import (
     HOP_BASELINES,
     EpisodeResult,
     FedAvgBaseline,
-    HomogeneousLearning,
     NodeFailure,
     StepResult,
 )
@@ -35,7 +34,7 @@ from .methods import FEDAVG, HL_GREEDY
 from .plots import plot_comparison
 from .report import write_report
 from .runlog import write_json
-from .server_app import run_hl
+from .server_app import greedy_policy, run_hl
 from .validation import Validation, policy_folder
 
 
@@ -79,8 +78,7 @@ def method_strategy(method: str, config: HLConfig, agent: DQNAgent | None,
     if method == HL_GREEDY:
         if agent is None:
             raise ValueError("HL-greedy needs a trained policy")
-        return HomogeneousLearning(config, agent, distance_matrix(config),
-                                   learn=False, epsilon=0.0)
+        return greedy_policy(config, agent)
     if method == FEDAVG:
         return FedAvgBaseline(config, fedavg_fraction)
     hop_config = dataclasses.replace(config, k=1)  # the rules move one node

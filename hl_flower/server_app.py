@@ -73,6 +73,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
 
     best = BestPolicy(folder, config, first_episode)
     evaluate = TestSetEvaluator(config)
+    new_model = model_factory(config)
     stopped = None
     done = first_episode
     try:
@@ -85,7 +86,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
             if done >= config.episodes:
                 break
             stop = next_stop(config, done)
-            strategy.start(grid, model_factory(config), evaluate, episodes=stop - done,
+            strategy.start(grid, new_model, evaluate, episodes=stop - done,
                            on_step=step_done, on_episode=episode_done, first_episode=done)
             done = stop
     except NodeFailure as failure:  # logged so far stays; the summary says why
@@ -102,15 +103,20 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     return summary
 
 
+def greedy_policy(config: HLConfig, agent: DQNAgent) -> HomogeneousLearning:
+    """HL playing ``agent``'s policy as it is: epsilon 0, nothing learned."""
+    return HomogeneousLearning(config, agent, distance_matrix(config), learn=False,
+                               epsilon=0.0)
+
+
 def validate_greedy(grid: Grid, config: HLConfig, agent: DQNAgent, episodes_done: int,
                     evaluate: TestSetEvaluator) -> Validation:
     """Play the agent's greedy policy once on every validation seed."""
     results: list[EpisodeResult] = []
     for seed in validation_seeds(config):
         seeded = dataclasses.replace(config, seed=seed)
-        greedy = HomogeneousLearning(seeded, agent, distance_matrix(seeded),
-                                     learn=False, epsilon=0.0)
-        results.extend(greedy.start(grid, model_factory(seeded), evaluate, episodes=1))
+        results.extend(greedy_policy(seeded, agent).start(
+            grid, model_factory(seeded), evaluate, episodes=1))
     return Validation.of(episodes_done, results)
 
 
