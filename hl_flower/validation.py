@@ -115,6 +115,7 @@ class BestPolicy:
         self.folder, self.config = folder, config
         self.log = folder / VALIDATION_CSV
         self.best: Validation | None = None
+        self._restore_interrupted_swap()
         rows = []
         if episodes_done and self.log.is_file():
             with self.log.open() as handle:
@@ -154,14 +155,35 @@ class BestPolicy:
                 dataclasses.asdict(validation) | {"best": improved})
         return improved
 
+    @property
+    def _staging(self) -> Path:
+        return self.folder / f".{BEST_FOLDER}.tmp"
+
+    @property
+    def _replaced(self) -> Path:
+        return self.folder / f".{BEST_FOLDER}.old"
+
+    def _restore_interrupted_swap(self) -> None:
+        """Put back the kept policy if a kill came between the two renames of
+        :meth:`_save` (its validation row was not logged yet, so the old
+        policy is the one the log agrees with)."""
+        if self._replaced.is_dir() and not (self.folder / BEST_FOLDER).exists():
+            self._replaced.rename(self.folder / BEST_FOLDER)
+        shutil.rmtree(self._replaced, ignore_errors=True)
+        shutil.rmtree(self._staging, ignore_errors=True)
+
     def _save(self, validation: Validation, agent: DQNAgent) -> None:
-        """Write the policy folder next to ``best/``, then swap it in."""
-        final = self.folder / BEST_FOLDER
-        staging = self.folder / f".{BEST_FOLDER}.tmp"
+        """Write the policy folder next to ``best/``, then swap it in. At every
+        moment a complete policy is in ``best/`` or, between the two renames,
+        in ``.best.old``."""
+        final, staging, replaced = self.folder / BEST_FOLDER, self._staging, self._replaced
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         agent.save(staging)
         write_json(staging / CONFIG_FILE, to_flat(self.config))
         write_json(staging / VALIDATION_FILE, dataclasses.asdict(validation))
-        shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(replaced, ignore_errors=True)
+        if final.exists():
+            final.rename(replaced)
         staging.rename(final)
+        shutil.rmtree(replaced, ignore_errors=True)

@@ -113,6 +113,28 @@ def test_resume_keeps_the_log_up_to_the_checkpoint(tmp_path: Path) -> None:
     assert early.needs(6)
 
 
+def test_a_kill_while_swapping_never_loses_the_kept_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = agent_with(1)
+    BestPolicy(tmp_path, CONFIG).record(scored(3, 12.0), first)
+    real_rename = Path.rename
+
+    def killed_before_swapping_in(self: Path, target: Path) -> Path:
+        if self.name == f".{BEST_FOLDER}.tmp":
+            raise KeyboardInterrupt  # the kill lands between the two renames
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", killed_before_swapping_in)
+    with pytest.raises(KeyboardInterrupt):
+        BestPolicy(tmp_path, CONFIG, episodes_done=3).record(scored(6, 10.0), agent_with(2))
+    monkeypatch.undo()
+    assert not (tmp_path / BEST_FOLDER).exists()  # the old policy is aside, the new one staged
+    resumed = BestPolicy(tmp_path, CONFIG, episodes_done=3)
+    assert resumed.best == scored(3, 12.0)
+    assert same(kept_weights(tmp_path), first.get_weights())
+    assert not list(tmp_path.glob(".*"))
+
+
 def test_a_new_run_clears_what_an_overwritten_folder_held(tmp_path: Path) -> None:
     BestPolicy(tmp_path, CONFIG).record(scored(3, 12.0), agent_with(1))
     fresh = BestPolicy(tmp_path, CONFIG.replace(validate_every=0))
