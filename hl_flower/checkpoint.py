@@ -26,6 +26,7 @@ import numpy as np
 
 from .dqn import DQNAgent, Transition
 from .model import optimizer_state, set_optimizer_state
+from .runlog import folder_swapped_in
 
 PREFIX = "checkpoint-"
 KEEP = 2
@@ -69,21 +70,17 @@ def _memory_arrays(agent: DQNAgent) -> dict[str, np.ndarray]:
 def save_checkpoint(run_folder: Path, agent: DQNAgent, episodes_done: int,
                     policy_updates: int) -> Path:
     """Write the checkpoint after ``episodes_done`` episodes, atomically."""
-    temporary = run_folder / f".{PREFIX}{episodes_done:05d}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    agent.network.save_weights(temporary / FILES[0])
-    np.savez(temporary / FILES[1], *optimizer_state(agent.network))
-    np.savez(temporary / FILES[2], **_memory_arrays(agent))
-    np.savez(temporary / FILES[3], *(agent.target_weights or []))
-    state = {"format": FORMAT, "episodes_done": episodes_done,
-             "policy_updates": policy_updates, "dqn_updates": agent.updates,
-             "replay_rng": agent.rng.bit_generator.state,
-             "sha256": {name: _sha256(temporary / name) for name in FILES}}
-    (temporary / "state.json").write_text(json.dumps(state, indent=2))
     final = run_folder / f"{PREFIX}{episodes_done:05d}"
-    shutil.rmtree(final, ignore_errors=True)  # a stale one from before a resume
-    temporary.rename(final)
+    with folder_swapped_in(final) as temporary:  # replaces a stale one from before a resume
+        agent.network.save_weights(temporary / FILES[0])
+        np.savez(temporary / FILES[1], *optimizer_state(agent.network))
+        np.savez(temporary / FILES[2], **_memory_arrays(agent))
+        np.savez(temporary / FILES[3], *(agent.target_weights or []))
+        state = {"format": FORMAT, "episodes_done": episodes_done,
+                 "policy_updates": policy_updates, "dqn_updates": agent.updates,
+                 "replay_rng": agent.rng.bit_generator.state,
+                 "sha256": {name: _sha256(temporary / name) for name in FILES}}
+        (temporary / "state.json").write_text(json.dumps(state, indent=2))
     for old in checkpoints(run_folder)[KEEP:]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +51,38 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+def _swap_folders(final: Path) -> tuple[Path, Path]:
+    """The hidden staging folder and the aside folder of a swap into ``final``."""
+    return final.with_name(f".{final.name}.tmp"), final.with_name(f".{final.name}.old")
+
+
+@contextmanager
+def folder_swapped_in(final: Path) -> Iterator[Path]:
+    """Yield an empty hidden staging folder to write; when the block ends
+    without error, it replaces ``final``. At every moment a complete folder
+    is at ``final`` or, between the two renames, aside at ``.<name>.old``
+    (:func:`restore_interrupted_swap` puts it back)."""
+    staging, aside = _swap_folders(final)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    yield staging
+    shutil.rmtree(aside, ignore_errors=True)
+    if final.exists():
+        final.rename(aside)
+    staging.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def restore_interrupted_swap(final: Path) -> None:
+    """Undo what a kill during :func:`folder_swapped_in` left: put the old
+    folder back if ``final`` is missing, and remove the hidden leftovers."""
+    staging, aside = _swap_folders(final)
+    if aside.is_dir() and not final.exists():
+        aside.rename(final)
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 class RunRecorder:

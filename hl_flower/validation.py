@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import CONFIG_FILE, HLConfig, to_flat
-from .runlog import write_json
+from .runlog import folder_swapped_in, restore_interrupted_swap, write_json
 
 if TYPE_CHECKING:
     from strategies import EpisodeResult
@@ -115,7 +115,8 @@ class BestPolicy:
         self.folder, self.config = folder, config
         self.log = folder / VALIDATION_CSV
         self.best: Validation | None = None
-        self._restore_interrupted_swap()
+        # A kill while saving: the old policy is the one the log agrees with.
+        restore_interrupted_swap(folder / BEST_FOLDER)
         rows = []
         if episodes_done and self.log.is_file():
             with self.log.open() as handle:
@@ -155,35 +156,9 @@ class BestPolicy:
                 dataclasses.asdict(validation) | {"best": improved})
         return improved
 
-    @property
-    def _staging(self) -> Path:
-        return self.folder / f".{BEST_FOLDER}.tmp"
-
-    @property
-    def _replaced(self) -> Path:
-        return self.folder / f".{BEST_FOLDER}.old"
-
-    def _restore_interrupted_swap(self) -> None:
-        """Put back the kept policy if a kill came between the two renames of
-        :meth:`_save` (its validation row was not logged yet, so the old
-        policy is the one the log agrees with)."""
-        if self._replaced.is_dir() and not (self.folder / BEST_FOLDER).exists():
-            self._replaced.rename(self.folder / BEST_FOLDER)
-        shutil.rmtree(self._replaced, ignore_errors=True)
-        shutil.rmtree(self._staging, ignore_errors=True)
-
     def _save(self, validation: Validation, agent: DQNAgent) -> None:
-        """Write the policy folder next to ``best/``, then swap it in. At every
-        moment a complete policy is in ``best/`` or, between the two renames,
-        in ``.best.old``."""
-        final, staging, replaced = self.folder / BEST_FOLDER, self._staging, self._replaced
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        agent.save(staging)
-        write_json(staging / CONFIG_FILE, to_flat(self.config))
-        write_json(staging / VALIDATION_FILE, dataclasses.asdict(validation))
-        shutil.rmtree(replaced, ignore_errors=True)
-        if final.exists():
-            final.rename(replaced)
-        staging.rename(final)
-        shutil.rmtree(replaced, ignore_errors=True)
+        """Write the policy folder next to ``best/``, then swap it in."""
+        with folder_swapped_in(self.folder / BEST_FOLDER) as staging:
+            agent.save(staging)
+            write_json(staging / CONFIG_FILE, to_flat(self.config))
+            write_json(staging / VALIDATION_FILE, dataclasses.asdict(validation))
