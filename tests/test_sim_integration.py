@@ -7,12 +7,17 @@ episodes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,11 +26,36 @@ TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
         "--replay-batch", "8", "--dqn-fit-batch", "4", "--epsilon-decay", "0.5"]
 
 
-def run_sim(out: Path, name: str, *extra: str) -> subprocess.CompletedProcess:
-    """Run sim.py and return the finished process."""
+def run_sim(out: Path, name: str, *extra: str, one_core: bool = False
+            ) -> subprocess.CompletedProcess:
+    """Run sim.py and return the finished process; with ``one_core`` it sees
+    only CPU 0, as a smaller machine would."""
     return subprocess.run(
         [sys.executable, "sim.py", *TINY, "--out", str(out), "--name", name, *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if one_core else None)
+
+
+@contextlib.contextmanager
+def competing_cpu_load() -> Iterator[None]:
+    """Busy processes on every core while the block runs."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(os.cpu_count() or 1)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def policy_arrays(folder: Path) -> list[np.ndarray]:
+    """Every array of a run's saved DQN, in file order."""
+    arrays: list[np.ndarray] = []
+    with h5py.File(folder / "policy.weights.h5", "r") as handle:
+        handle.visititems(lambda _, item: arrays.append(item[()])
+                          if isinstance(item, h5py.Dataset) else None)
+    return arrays
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -35,11 +65,17 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two runs with seed 0 and one with seed 1."""
+    """Two runs with seed 0 and one with seed 1. Run b sees one core instead
+    of all, gives its Ray actor one CPU, and competes with busy processes."""
     out = tmp_path_factory.mktemp("runs")
     folders = {}
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
-        done = run_sim(out, name, "--seed", seed)
+        if name == "b":
+            with competing_cpu_load():
+                done = run_sim(out, name, "--seed", seed, "--cpus-per-client", "1",
+                               one_core=True)
+        else:
+            done = run_sim(out, name, "--seed", seed)
         assert done.returncode == 0, done.stderr[-3000:]
         folders[name] = out / name
         folders[name + "-stdout"] = done.stdout  # type: ignore[assignment]
@@ -118,6 +154,23 @@ def test_same_seed_same_nodes_other_seed_differs(runs: dict[str, Path]) -> None:
 
     assert path("a") == path("b")
     assert path("a") != path("c")
+
+
+def test_same_seed_is_bit_identical_on_another_core_count_under_load(
+        runs: dict[str, Path]) -> None:
+    """Run b had one core, one CPU for its actor and a competing load; with
+    TensorFlow's threads left free it trained other weights (measured), so
+    every accuracy, loss and DQN weight must match to the bit."""
+    def trace(name: str) -> list[tuple[str, ...]]:
+        return [(r["episode"], r["holder"], r["next_node"], r["accuracy"], r["reward"],
+                 r["train_loss"]) for r in read_csv(runs[name] / "steps.csv")]
+
+    assert trace("a") == trace("b")
+    dqn_losses = [[e["dqn_loss"] for e in read_csv(runs[n] / "episodes.csv")]
+                  for n in ("a", "b")]
+    assert dqn_losses[0] == dqn_losses[1] and any(dqn_losses[0])
+    for mine, theirs in zip(policy_arrays(runs["a"]), policy_arrays(runs["b"]), strict=True):
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
 
 
 def test_k2_trains_two_nodes_and_the_lead_chooses(tmp_path: Path) -> None:

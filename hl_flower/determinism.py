@@ -1,0 +1,77 @@
+"""Same seed, same run: pin the numerical kernels before TensorFlow loads.
+
+Measured on TensorFlow 2.21 (CPU), training the reference CNN for five
+epochs from the same weights (``docs/results.md``, "Reproducibility"):
+
+- the weights differ between 1 and 2 intra-op threads (oneDNN and Eigen
+  split reductions by thread count), so a machine with another core count,
+  or a Ray actor given other CPUs, trains a different model;
+- they differ between oneDNN's AVX-512 and AVX2 kernels, which oneDNN picks
+  at run time from the CPU, so an AVX-512 machine and an AVX2 machine
+  disagree (the DQN's fit too);
+- op determinism (``tf.config.experimental.enable_op_determinism``) does not
+  help: its results still depend on the thread count.
+
+So every process that imports ``hl_flower`` runs TensorFlow's kernels on one
+intra-op thread, caps oneDNN at AVX2 and runs numpy's BLAS on one thread. HL
+trains one node at a time on a few hundred samples, where one thread costs
+little (the measured cost per step is in the README). Set
+``HL_DETERMINISTIC=0`` before starting Python to let the libraries choose
+(faster on many cores, not reproducible across machines); a variable the
+user set already (say ``TF_NUM_INTRAOP_THREADS=4``) is kept either way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+SWITCH = "HL_DETERMINISTIC"
+
+PINNED_ENVIRONMENT = {
+    "TF_NUM_INTRAOP_THREADS": "1",  # read when TensorFlow's runtime starts
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # read at oneDNN's first primitive
+    "OPENBLAS_NUM_THREADS": "1",  # read when numpy loads OpenBLAS
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def deterministic_requested() -> bool:
+    """False only when ``HL_DETERMINISTIC`` is ``0``, ``false`` or ``no``."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in {"0", "false", "no"}
+
+
+def pin_numerics() -> bool:
+    """Pin threads and kernels for this process and the ones it starts.
+
+    Environment variables reach Ray's workers and ``flwr-clientapp``
+    processes, which import ``hl_flower`` themselves. A library loaded
+    before this call is limited at run time where it allows it (numpy's
+    BLAS through threadpoolctl; TensorFlow if its runtime has not started).
+    Returns whether the process is pinned.
+    """
+    if not deterministic_requested():
+        return False
+    for name, value in PINNED_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    if "numpy" in sys.modules:  # OpenBLAS read its thread count already
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+    if "tensorflow" in sys.modules:
+        _pin_loaded_tensorflow(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
+    return True
+
+
+def _pin_loaded_tensorflow(threads: int) -> None:
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # its runtime started before hl_flower was imported
+        import warnings
+
+        warnings.warn("TensorFlow was initialised before hl_flower was imported, so "
+                      "its thread count is not pinned: runs may differ across "
+                      "machines. Import hl_flower first.", RuntimeWarning, stacklevel=3)
