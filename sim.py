@@ -111,12 +111,24 @@ def base_config(args: argparse.Namespace) -> HLConfig:
     """The preset, or the settings of the run being resumed or compared."""
     resume, policy = getattr(args, "resume", ""), getattr(args, "policy", "")
     if resume:
-        if not Path(resume).is_dir():
-            raise ConfigError(f"--resume {resume} is not a run folder")
+        check_resumable(Path(resume))
         return saved_config(Path(resume))
     if policy and (Path(policy) / CONFIG_FILE).is_file():
         return saved_config(Path(policy))
     return preset(args.preset)
+
+
+def check_resumable(folder: Path) -> None:
+    """ConfigError unless ``folder`` is a training run folder."""
+    from hl_flower.runlog import run_kind
+
+    if not folder.is_dir():
+        raise ConfigError(f"--resume {folder} is not a run folder")
+    kind = run_kind(folder)
+    if kind != "train":
+        what = f"a {kind} run" if kind else "not a run folder that sim.py wrote"
+        raise ConfigError(f"--resume {folder}: it is {what}, and only training runs "
+                          "resume; point to a folder that `python sim.py` trained in")
 
 
 def config_from_args(args: argparse.Namespace) -> HLConfig:
@@ -256,9 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         done = resume_point(args, config)
         folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
             Path(args.out) / (args.name or default_name(command, args, config)),
-            args.overwrite)
+            args.overwrite, kind=command)
     except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused: permissions, names, space
+        print(f"error: cannot write the run folder under {args.out}: "
+              f"{err.strerror or err} ({err.filename or args.out}); pick another --out",
+              file=sys.stderr)
         return 2
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
     episodes = f", {config.episodes} training episodes" if trains else ""

@@ -20,12 +20,22 @@ In one process and one run it measures, per step:
 
 Every episode runs exactly ``--steps`` steps (the goal is set out of reach).
 It prints figures and their ratios; it asserts nothing.
+
+    python benchmarks/step_time.py --determinism-cost  # pinned vs free threads
+
+``--determinism-cost`` measures what reproducibility costs: it runs parts 1
+and 2 in fresh processes, alternately with the pinned kernels of
+``hl_flower.determinism`` (the default) and with ``HL_DETERMINISTIC=0``,
+``--repeats`` times each, and prints the median step of each and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -158,13 +168,65 @@ def describe(name: str, times: list[float]) -> str:
             f"{statistics.fmean(times):.3f} | {len(times)} |")
 
 
+def hl_step_times(episodes: int, steps: int) -> dict[str, list[float]]:
+    """Parts 1 and 2 only: HL steps through Flower and the bare work."""
+    config = preset("quick").replace(goal=0.99, max_steps=steps, episodes=episodes)
+    results: dict[str, list[float]] = {}
+    server_app = ServerApp()
+
+    @server_app.main()
+    def run(grid: Grid, context: Context) -> None:
+        agent = DQNAgent(config, seed=0)
+        hl = HomogeneousLearning(config, agent, distance_matrix(config))
+        results["hl"] = [s.time_step for s in timed_steps(hl, grid, config, episodes)]
+        results["hl_bare"] = bare_hl_steps(config, agent, episodes, steps)
+
+    simulate(server_app, config.num_nodes)
+    return results
+
+
+def determinism_cost(args: argparse.Namespace) -> None:
+    """Pinned and free kernels, alternately in fresh processes; print the ratio."""
+    medians: dict[str, dict[str, list[float]]] = {"pinned": {}, "free": {}}
+    for repeat in range(args.repeats):
+        for mode, switch in (("pinned", "1"), ("free", "0")):
+            done = subprocess.run(
+                [sys.executable, __file__, "--hl-only-json", "--episodes",
+                 str(args.episodes), "--steps", str(args.steps)],
+                env=os.environ | {"HL_DETERMINISTIC": switch},
+                capture_output=True, text=True, check=True)
+            times = json.loads(done.stdout.splitlines()[-1])
+            for key, values in times.items():
+                medians[mode].setdefault(key, []).append(statistics.median(values))
+            print(f"repeat {repeat + 1}, {mode}: median HL step {medians[mode]['hl'][-1]:.3f} s,"
+                  f" bare {medians[mode]['hl_bare'][-1]:.3f} s", flush=True)
+    print(f"\n{args.episodes} episodes x {args.steps} steps per process, {args.repeats} "
+          "processes per mode; medians of the per-process medians (seconds)\n")
+    print("| what | pinned (HL_DETERMINISTIC=1) | free (HL_DETERMINISTIC=0) | pinned / free |")
+    print("|---|---|---|---|")
+    for key, name in (("hl", "HL step through Flower"), ("hl_bare", "HL step, bare work")):
+        pinned, free = (statistics.median(medians[m][key]) for m in ("pinned", "free"))
+        print(f"| {name} | {pinned:.3f} | {free:.3f} | {pinned / free:.2f} |")
+
+
 def main() -> None:
     """Measure everything in one run and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--fedavg-rounds", type=int, default=4)
+    parser.add_argument("--determinism-cost", action="store_true",
+                        help="compare pinned and free kernels (see above)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="processes per mode with --determinism-cost")
+    parser.add_argument("--hl-only-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.determinism_cost:
+        determinism_cost(args)
+        return
+    if args.hl_only_json:
+        print(json.dumps(hl_step_times(args.episodes, args.steps)))
+        return
     config = preset("quick").replace(goal=0.99, max_steps=args.steps,
                                      episodes=args.episodes)
     results: dict[str, list[float]] = {}

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import shutil
 import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,18 +32,60 @@ EPISODE_COLUMNS = ["episode", "steps", "accuracy", "communication_cost",
                    "model_transfers", "failures", "dqn_loss", "wall_time", "path"]
 
 
+RUN_FILE = "run.json"  # {"kind": "train" | "compare" | "eval"}: what wrote the folder
+RUN_KINDS = ("train", "compare", "eval")
+
+
 class RunFolderExists(FileExistsError):
-    """The run folder is already there and overwriting was not asked for."""
+    """The run folder is already there and may not be replaced."""
 
 
-def create_run_folder(path: Path, overwrite: bool) -> Path:
-    """Make the run folder, refusing to touch an existing one."""
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise RunFolderExists(f"run folder {path} already exists; pick another "
-                              "--name or pass --overwrite")
+def run_kind(path: Path) -> str | None:
+    """Which command wrote ``path`` (one of :data:`RUN_KINDS`), or None for
+    any other folder: a policy folder, ``best/``, a user's own folder.
+
+    Folders written before ``run.json`` existed are recognised by their
+    logs (a compare or eval report, else a training's steps or episodes).
+    """
+    marker = path / RUN_FILE
+    if marker.is_file():
+        try:
+            kind = json.loads(marker.read_text()).get("kind")
+        except (ValueError, AttributeError, OSError):
+            return None
+        return kind if kind in RUN_KINDS else None
+    for kind in ("compare", "eval"):
+        if (path / f"{kind}_runs.csv").is_file():
+            return kind
+    if (path / "steps.csv").is_file() or (path / "episodes.csv").is_file():
+        return "train"
+    return None
+
+
+def create_run_folder(path: Path, overwrite: bool, kind: str = "train") -> Path:
+    """Make an empty run folder marked with ``kind``.
+
+    An existing non-empty folder is refused unless ``overwrite`` is given and
+    it is a run folder; then it is replaced whole (nothing of the old run,
+    checkpoints included, survives), never mixed with the new one.
+    Raises RunFolderExists; OSError where the file system refuses.
+    """
+    if path.exists() and not path.is_dir():
+        raise RunFolderExists(f"{path} is a file, not a run folder; pick another --name")
+    marker = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise RunFolderExists(f"run folder {path} already exists; pick another "
+                                  "--name or pass --overwrite")
+        if run_kind(path) is None:
+            raise RunFolderExists(f"{path} is not a run folder (a policy or another "
+                                  "folder), so --overwrite leaves it alone; pick "
+                                  "another --name")
+        with folder_swapped_in(path) as staging:
+            write_json(staging / RUN_FILE, marker)
+        return path
     path.mkdir(parents=True, exist_ok=True)
-    for stale in ("steps.csv", "episodes.csv", "summary.json"):
-        (path / stale).unlink(missing_ok=True)
+    write_json(path / RUN_FILE, marker)
     return path
 
 

@@ -156,8 +156,8 @@ def main(grid: Grid, context: Context) -> None:
             result.episode + 1, config.episodes, result.steps, result.accuracy,
             result.communication_cost, result.failures)
 
-    summary = run_hl(grid, config, create_run_folder(Path(run_dir), overwrite=False),
-                     on_episode=log_episode,
+    folder = create_run_folder(Path(run_dir), overwrite=False, kind="train")
+    summary = run_hl(grid, config, folder, on_episode=log_episode,
                      on_validation=lambda v, best: log(INFO, describe_validation(v, best)))
     if summary["stopped"]:
         raise NodeFailure(summary["stopped"])
