@@ -20,6 +20,8 @@ from hl_flower.distance import reference_distance
 from hl_flower.methods import METHODS
 from hl_flower.report import report_csv
 
+pytestmark = pytest.mark.slow  # real simulations or processes
+
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 4
 TINY = ["--dataset", "digits", "--nodes", str(NODES), "--main-samples", "140",

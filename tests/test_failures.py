@@ -82,6 +82,7 @@ def test_drills_parse_and_refuse_nonsense() -> None:
         parse_drills("2:explode")
 
 
+@pytest.mark.slow
 def test_round_robin_reroutes_and_loses_no_step(drilled: dict) -> None:
     steps: list[StepResult] = drilled["round_robin"]
     assert [s.step for s in steps] == list(range(1, CONFIG.max_steps + 1))
@@ -100,6 +101,7 @@ def test_round_robin_reroutes_and_loses_no_step(drilled: dict) -> None:
     assert steps[-1].accuracy > steps[0].accuracy
 
 
+@pytest.mark.slow
 def test_fedavg_averages_only_the_usable_replies(drilled: dict) -> None:
     rounds: list[StepResult] = drilled["fedavg"]
     assert len(rounds) == 4
@@ -111,6 +113,7 @@ def test_fedavg_averages_only_the_usable_replies(drilled: dict) -> None:
     assert rounds[-1].accuracy > rounds[0].accuracy
 
 
+@pytest.mark.slow
 def test_hl_trains_around_bad_nodes_and_records_them(drilled: dict) -> None:
     folder = drilled["out"] / "hl"
     rows = read_csv(folder / "steps.csv")
@@ -130,6 +133,7 @@ def test_hl_trains_around_bad_nodes_and_records_them(drilled: dict) -> None:
     assert max(accuracies) > 0.5
 
 
+@pytest.mark.slow
 def test_failure_budget_stops_the_run_with_a_reason(drilled: dict) -> None:
     summary = drilled["budget"]
     assert "--max-failures 2" in summary["stopped"]

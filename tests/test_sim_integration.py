@@ -20,6 +20,8 @@ import h5py
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # real simulations or processes
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
         "--other-samples", "100", "--learning-rate", "0.005", "--episodes", "3",

@@ -21,6 +21,8 @@ from hl_flower.messages import ARRAYS, POLICY
 from hl_flower.simulation import simulate
 from strategies import MeteredGrid
 
+pytestmark = pytest.mark.slow  # real simulations or processes
+
 CONFIG = HLConfig(dataset="digits", num_nodes=3, main_samples=100, other_samples=50,
                   max_steps=3, learning_rate=0.005)
 
