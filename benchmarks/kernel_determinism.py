@@ -79,8 +79,9 @@ def measure() -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def busy_cores(on: bool) -> Iterator[None]:
-    """A busy process per core while the block runs (if ``on``)."""
+def busy_cores(on: bool = True) -> Iterator[None]:
+    """A busy process per core while the block runs (if ``on``); the tests
+    use it too."""
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in range(os.cpu_count() or 1)] if on else []
     try:

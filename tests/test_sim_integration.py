@@ -7,18 +7,18 @@ episodes.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+
+from benchmarks.kernel_determinism import busy_cores
 
 pytestmark = pytest.mark.slow  # real simulations or processes
 
@@ -36,19 +36,6 @@ def run_sim(out: Path, name: str, *extra: str, one_core: bool = False
         [sys.executable, "sim.py", *TINY, "--out", str(out), "--name", name, *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if one_core else None)
-
-
-@contextlib.contextmanager
-def competing_cpu_load() -> Iterator[None]:
-    """Busy processes on every core while the block runs."""
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-               for _ in range(os.cpu_count() or 1)]
-    try:
-        yield
-    finally:
-        for burner in burners:
-            burner.kill()
-            burner.wait()
 
 
 def policy_arrays(folder: Path) -> list[np.ndarray]:
@@ -73,7 +60,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folders = {}
     for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
         if name == "b":
-            with competing_cpu_load():
+            with busy_cores():
                 done = run_sim(out, name, "--seed", seed, "--cpus-per-client", "1",
                                one_core=True)
         else:
