@@ -115,9 +115,12 @@ def _load_idx(folder: str) -> Dataset:
     if x_train.shape[1] != x_train.shape[2] or x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"--dataset idx:{folder}: images must be square and "
                         "the same size in train and test")
-    side = x_train.shape[1]
-    return Dataset(_as_images(x_train, side, 255.0), y_train.astype(np.int64),
-                   _as_images(x_test, side, 255.0), y_test.astype(np.int64))
+    from .data_checks import checked_labels, images_in_unit_range
+
+    where = f"--dataset idx:{folder}"
+    y_train, y_test = checked_labels(y_train, y_test, where)
+    return Dataset(images_in_unit_range(x_train, where + " (train)")[..., None], y_train,
+                   images_in_unit_range(x_test, where + " (test)")[..., None], y_test)
 
 
 DATASETS = ("mnist-5k", "digits", "mnist", "idx:<folder>")

@@ -45,10 +45,16 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header_end).reshape(shape)
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write an unsigned-byte array as an IDX file (gzip if ``.gz``)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim])
+def write_idx(path: Path, array: np.ndarray, dtype: np.typing.DTypeLike = np.uint8) -> None:
+    """Write ``array`` as an IDX file of element type ``dtype`` (unsigned
+    bytes by default; any type the format has), gzip-compressed if ``.gz``."""
+    codes = {t.newbyteorder("="): code for code, t in _IDX_TYPES.items()}
+    element = np.dtype(dtype).newbyteorder("=")
+    if element not in codes:
+        raise IdxError(f"IDX files hold no {element} elements")
+    code = codes[element]
+    array = np.ascontiguousarray(array, dtype=_IDX_TYPES[code])
+    header = bytes([0, 0, code, array.ndim])
     header += np.asarray(array.shape, ">u4").tobytes()
     payload = header + array.tobytes()
     path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
