@@ -251,6 +251,7 @@ class DQNAgent:
             hidden = [int(h) for h in meta["hidden"]]
             observation = str(meta.get("observation", "reference"))
             actions = str(meta.get("actions", "absolute"))
+            observation_size = int(meta.get("observation_size", self.config.observation_size))
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{meta_path} is corrupt; re-train or pick "
                              "another policy") from None
@@ -263,6 +264,15 @@ class DQNAgent:
             raise ValueError(f"policy in {folder} reads the {observation!r} "
                              f"observation with {actions} actions; run it with "
                              f"--observation {observation} --actions {actions}")
+        if observation_size != self.config.observation_size:
+            per_node = observation_size // max(nodes, 1)
+            fix = (f"--pca-components {per_node}" if observation == "reference"
+                   and observation_size == nodes * per_node else "its own settings")
+            raise ValueError(f"policy in {folder} reads observations of size "
+                             f"{observation_size}; this run's are "
+                             f"{self.config.observation_size} ({self.config.num_nodes} "
+                             f"nodes x --pca-components {self.config.pca_components}); "
+                             f"run it with {fix}")
         try:
             with warnings.catch_warnings():  # the optimizer's slots are not needed
                 warnings.filterwarnings("ignore", "Skipping variable loading")

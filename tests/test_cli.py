@@ -90,6 +90,9 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["eval", "--policy", "/nonexistent/run"], "not a folder"),
     (["eval", "--policy", "{empty}"], "holds no policy"),
     (["eval", "--policy", "{corrupt}"], "corrupt"),
+    (["eval", "--policy", "policies/mnist5k-n10-improved", "--pca-components", "5"],
+     "reads observations of size 100; this run's are 50 (10 nodes x --pca-components 5); "
+     "run it with --pca-components 10"),
     (["compare", "--seeds", "0"], "--seeds"),
     (["compare", "--methods", "RandomHop,Oracle"], "unknown method 'Oracle'"),
     (["compare", "--fedavg-fraction", "0"], "--fedavg-fraction"),
