@@ -35,6 +35,7 @@ from hl_flower.config import (  # noqa: E402
     saved_config,
 )
 from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
+from hl_flower.settings_help import SETTING_HELP  # noqa: E402
 from hl_flower.validation import BEST_FOLDER  # noqa: E402
 
 COMMANDS = ("train", "compare", "eval")
@@ -80,12 +81,19 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
                                  "(its settings; only --episodes may change)")
     else:
         add_compare_flags(parser, command)
-    settings = parser.add_argument_group("HL settings (override the preset)")
+    settings = parser.add_argument_group(
+        "HL settings (override the preset; defaults are the quick preset's, "
+        "with the paper's value where it differs)")
+    quick, paper = preset("quick"), HLConfig()
     for field in fields(HLConfig):
         flag = FLAG_ALIASES.get(field.name, field.name).replace("_", "-")
+        default = getattr(quick, field.name)
+        differs = "" if default == getattr(paper, field.name) else (
+            f"; paper: {getattr(paper, field.name)!r}")
         settings.add_argument(f"--{flag}", dest=f"hl_{field.name}", default=None,
                               metavar=type(field.default).__name__.upper(),
-                              help=f"default {field.default!r}")
+                              help=f"{SETTING_HELP[field.name]} (default: "
+                                   f"{default!r}{differs})")
     return parser
 
 

@@ -211,7 +211,7 @@ def from_flat(values: dict[str, Any], base: HLConfig | None = None) -> HLConfig:
         if field is None:
             raise ConfigError(f"unknown setting {key!r}; known settings: "
                               + ", ".join(sorted(by_key)))
-        changes[field.name] = _coerce(key, value, type(getattr(base, field.name)))
+        changes[field.name] = _coerce(field.name, value, type(getattr(base, field.name)))
     return base.replace(**changes)
 
 
@@ -226,8 +226,13 @@ def saved_config(folder: Path) -> HLConfig:
                           "policy)") from None
 
 
-def _coerce(key: str, value: Any, kind: type) -> Any:
-    """Convert a run-config value to the field's type, or explain why not."""
+def _coerce(name: str, value: Any, kind: type) -> Any:
+    """Convert a flag's or run-config value to the field's type, or explain
+    why not (naming the flag, and the run-config key where it differs)."""
+    flag, key = _flag(name), _key(name)
+    where = f"--{flag}" + ("" if flag == key else f" (run-config key {key})")
+    if kind in (int, float) and isinstance(value, bool):
+        raise ConfigError(f"{where} must be a number, got the boolean {value!r}")
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -239,8 +244,9 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
             raise ValueError(value)
         return kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {key!r} must be a {kind.__name__}, "
-                          f"got {value!r}") from None
+        kind_name = {"int": "whole number", "float": "number", "bool": "true or false",
+                     "str": "text"}.get(kind.__name__, kind.__name__)
+        raise ConfigError(f"{where} must be a {kind_name}, got {value!r}") from None
 
 
 PRESETS: dict[str, dict[str, Any]] = {

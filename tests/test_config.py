@@ -122,7 +122,8 @@ def test_from_flat_rejects_snake_case_key() -> None:
     ],
 )
 def test_from_flat_rejects_badly_typed_values(key: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=f"setting '{key}' must be"):
+    flag = r"--nodes \(run-config key num-nodes\)" if key == "num-nodes" else f"--{key}"
+    with pytest.raises(ConfigError, match=f"^{flag} must be a"):
         from_flat({key: value})
 
 
@@ -242,3 +243,23 @@ def test_policy_size_and_when_nodes_keep_a_copy() -> None:
     assert thousand.policy_parameters * 4 > 20e6  # the input grows with 10 N
     assert not thousand.nodes_keep_policy  # 1,000 copies would need ~21 GB
     assert HLConfig(num_nodes=1000, node_policy_budget_mb=30_000).nodes_keep_policy
+
+
+def test_every_setting_has_help_with_the_default_it_will_use() -> None:
+    import subprocess
+    import sys
+
+    from hl_flower.settings_help import SETTING_HELP
+
+    assert set(SETTING_HELP) == {f.name for f in dataclasses.fields(HLConfig)}
+    shown = subprocess.run([sys.executable, "sim.py", "--help"], capture_output=True,
+                           text=True, cwd=Path(__file__).resolve().parents[1]).stdout
+    flat = " ".join(shown.split())
+    assert ("--episodes INT training episodes (each from a fresh model) "
+            "(default: 12; paper: 120)") in flat
+
+
+def test_a_boolean_is_refused_for_a_number_naming_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"--nodes \(run-config key num-nodes\) must be a "
+                                          r"number, got the boolean True"):
+        from_flat({"num-nodes": True})

