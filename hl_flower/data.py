@@ -275,7 +275,32 @@ def load_partition(dataset: Dataset, node: int, num_nodes: int, main: int,
 
 def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
                      partition: str) -> None:
-    """Raise :class:`DataError` if any node's data cannot be built."""
-    for node in range(num_nodes):
-        node_indices(dataset.y_train, node, num_nodes, main, other, partition,
-                     dataset.num_classes)
+    """Raise :class:`DataError` if any node's data cannot be built; the
+    message names the sizes that fit this dataset and node count."""
+    def fits(main_samples: int, other_samples: int, nodes: int = num_nodes) -> bool:
+        try:
+            for node in range(nodes):
+                node_indices(dataset.y_train, node, nodes, main_samples, other_samples,
+                             partition, dataset.num_classes)
+        except DataError:
+            return False
+        return True
+
+    if fits(main, other):
+        return
+    classes = dataset.num_classes
+    counts = np.bincount(dataset.y_train, minlength=classes)
+    main_fit = min(main, largest_main_samples(dataset.y_train, num_nodes, classes))
+    low, high = 0, other  # the largest other-samples that fits with main_fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(main_fit, middle) else (low, middle - 1)
+    changes = [f"--main-samples {main_fit} or less" if main_fit < main else "",
+               f"--other-samples {low} or less" if low < other else ""]
+    fewer_nodes = num_nodes > classes and fits(main, other, classes)
+    raise DataError(
+        f"{num_nodes} nodes x ({main} + {other}) samples do not fit this training "
+        f"set ({counts.min()} to {counts.max()} samples per class, {classes} "
+        f"classes, --partition {partition}); use "
+        + " and ".join(c for c in changes if c)
+        + (f", or at most {classes} --nodes" if fewer_nodes else ""))

@@ -77,6 +77,13 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--nodes", "ten"], "--nodes (run-config key num-nodes) must be a whole number, got 'ten'"),
     (["--goal", "high"], "--goal must be a number, got 'high'"),
     (["--dataset", "digits"], "--main-samples"),
+    (["compare", "--dataset", "digits", "--nodes", "4"],
+     "(139 to 146 samples per class, 10 classes, --partition reference); use "
+     "--main-samples 142 or less"),
+    (["--dataset", "digits", "--nodes", "20", "--main-samples", "100", "--other-samples",
+      "100"], "use --main-samples 69 or less, or at most 10 --nodes"),
+    (["--dataset", "digits", "--nodes", "4", "--main-samples", "100", "--other-samples",
+      "900", "--partition", "disjoint"], "use --other-samples "),
     (["--dataset", "idx:/nonexistent/folder"], "does not exist"),
     (["--distance-file", "/nonexistent.csv"], "does not exist"),
     (["--distance-file", "{asymmetric}"], "not symmetric"),

@@ -143,7 +143,7 @@ def test_too_many_nodes_for_the_class_size_names_the_fix(mnist5k: Dataset) -> No
 
 def test_digits_with_400_main_samples_names_the_fix() -> None:
     digits = load_dataset("digits")
-    with pytest.raises(DataError, match=r"fewer --nodes or --main-samples \d+ or less"):
+    with pytest.raises(DataError, match=r"; use --main-samples \d+ or less$"):
         check_partitions(digits, N, 400, 100, "reference")
     smallest = int(np.bincount(digits.y_train).min())
     check_partitions(digits, N, smallest, 20, "reference")
