@@ -224,8 +224,10 @@ def default_name(command: str, args: argparse.Namespace, config: HLConfig) -> st
 
 def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
     """Run ``server_app`` on the Simulation Engine, one virtual node per HL node."""
+    from hl_flower.interrupt import stop_on_signals
     from hl_flower.simulation import simulate as run_on_engine
 
+    stop_on_signals()
     run_on_engine(server_app, config.num_nodes, cpus_per_client=args.cpus_per_client,
                   ray_address=args.ray_address, verbose=args.verbose)
 
@@ -295,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
               "holds its best validated one")
     text, stopped = run(command, args, config, folder, methods, agent, done)
     print(text)
+    from hl_flower.interrupt import interrupted
+
+    if stopped and interrupted():
+        hint = (f"; continue with: python sim.py --resume {folder}"
+                if command == "train" else "")
+        print(f"interrupted: the finished episodes are in {folder}{hint}", file=sys.stderr)
+        return 130
     if stopped:
         hint = f"; continue with --resume {folder}" if command == "train" else ""
         print(f"error: the run stopped early: {stopped}; the logs so far are in "

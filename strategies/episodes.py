@@ -24,11 +24,8 @@ from hl_flower.config import HLConfig
 from hl_flower.distance import configured_reward
 from hl_flower.prompt_delivery import tune_grid
 
+from .errors import NodeFailure, RunInterrupted  # noqa: F401  (re-exported)
 from .metered_grid import MeteredGrid, Traffic
-
-
-class NodeFailure(RuntimeError):
-    """A node replied with an error or did not reply in time."""
 
 
 @dataclass

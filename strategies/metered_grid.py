@@ -8,6 +8,8 @@ from a formula.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +18,13 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from hl_flower.messages import ARRAYS, POLICY, payload_bytes
+
+from .errors import RunInterrupted
+
+# Set by a signal handler (sim.py): every strategy's next send or wait raises
+# RunInterrupted, so a run ends within one poll instead of one reply timeout.
+stop_requested = threading.Event()
+MAX_PULL_INTERVAL = 0.1  # seconds between reply pulls where the grid sets none
 
 
 @dataclass(frozen=True)
@@ -97,9 +106,26 @@ class MeteredGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *,
                          timeout: float | None = None) -> Iterable[Message]:
-        """Send, wait for the replies, and count both."""
-        messages = list(messages)
-        self.traffic += traffic_of(messages)
-        replies = list(self.inner.send_and_receive(messages, timeout=timeout))
-        self.traffic += traffic_of(replies)
+        """Send, then pull the replies until all arrived or ``timeout``
+        seconds passed, counting both; raises RunInterrupted as soon as a
+        stop is requested (also while waiting)."""
+        self._raise_if_stopped()
+        waiting = set(self.push_messages(messages))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = min(getattr(self.inner, "pull_interval", MAX_PULL_INTERVAL),
+                       MAX_PULL_INTERVAL)
+        replies: list[Message] = []
+        while waiting:
+            self._raise_if_stopped()
+            arrived = list(self.pull_messages(waiting))
+            replies += arrived
+            waiting -= {reply.metadata.reply_to_message_id for reply in arrived}
+            if not waiting or (deadline is not None and time.monotonic() >= deadline):
+                break
+            time.sleep(interval)
         return replies
+
+    @staticmethod
+    def _raise_if_stopped() -> None:
+        if stop_requested.is_set():
+            raise RunInterrupted("interrupted (Ctrl-C or SIGTERM)")

@@ -115,3 +115,54 @@ def test_bad_resume_requests_are_refused(runs: Path, args: list[str],
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr
     assert (runs / "whole" / "steps.csv").read_bytes() == before
+
+
+def session_processes(session: int) -> list[str]:
+    """Commands of the processes still alive in a session (Linux /proc)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session:  # field 6 of stat: the session id
+            alive.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return alive
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_ends_cleanly_and_resume_completes_it(
+        runs: Path, tmp_path: Path, signal_number: int) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) or
+    SIGTERM (to sim.py alone) during episode 1: the run ends within seconds
+    rather than a reply timeout, with no traceback, every finished episode
+    kept, the --resume command printed and no process left; the resumed run
+    then equals one that was never interrupted."""
+    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(tmp_path),
+                                "--name", "stopped"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    folder = tmp_path / "stopped"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (folder / "steps.csv").exists() and any(r[0] == "1" for r in steps_of(folder)):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    if signal_number == signal.SIGINT:
+        os.killpg(process.pid, signal_number)
+    else:
+        process.send_signal(signal_number)
+    sent = time.monotonic()
+    stdout, stderr = process.communicate(timeout=120)
+    waited = time.monotonic() - sent
+    assert process.returncode == 130, stderr
+    assert waited < 60, f"took {waited:.0f} s to stop"  # the reply timeout is 600 s
+    assert "Traceback" not in stderr and "Error" not in stderr, stderr
+    assert f"python sim.py --resume {folder}" in stderr
+    time.sleep(2)
+    assert session_processes(process.pid) == []  # Ray and every worker are gone
+    with (folder / "episodes.csv").open() as handle:
+        assert [r["episode"] for r in csv.DictReader(handle)][:1] == ["0"]
+    done = sim("--resume", str(folder))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert steps_of(folder) == steps_of(runs / "whole")
