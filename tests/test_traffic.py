@@ -34,11 +34,14 @@ class SpyGrid(MeteredGrid):
         super().__init__(grid)
         self.carried: list[Message] = []
 
-    def send_and_receive(self, messages: Iterable[Message], *,
-                         timeout: float | None = None) -> Iterable[Message]:
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         messages = list(messages)
-        replies = list(self.inner.send_and_receive(messages, timeout=timeout))
-        self.carried += messages + replies
+        self.carried += messages
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        replies = list(self.inner.pull_messages(message_ids))
+        self.carried += replies
         return replies
 
 
