@@ -5,7 +5,7 @@ reply poll raises ``RunInterrupted`` (``strategies.metered_grid``), so the
 run ends after its last finished episode (its checkpoint is what
 ``--resume`` continues from), the Simulation Engine shuts Ray down as
 usual, and no traceback reaches the terminal. A second signal ends the
-process at once.
+process at once, with every process it started.
 
 Ray's driver installs its own SIGTERM handler (which aborts the process)
 when it starts, so :func:`stop_on_signals` also puts the handlers back
@@ -26,13 +26,28 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _request_stop(signum: int, frame: object) -> None:
-    if stop_requested.is_set():
+    if stop_requested.is_set():  # the second signal: Ray's processes go too
+        _kill_child_processes()
         os._exit(128 + signum)
     stop_requested.set()
     # Ray's actors get the terminal's Ctrl-C too: their deaths are expected now.
     logging.getLogger("flwr").setLevel(logging.CRITICAL + 1)
     print("\nstopping the run (press Ctrl-C again to quit at once)", file=sys.stderr,
           flush=True)
+
+
+def _kill_child_processes() -> None:
+    """SIGKILL every process this one started (Ray's GCS, raylet, workers),
+    which would outlive an immediate exit."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def stop_on_signals() -> None:

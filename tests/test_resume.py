@@ -166,3 +166,30 @@ def test_an_interrupt_ends_cleanly_and_resume_completes_it(
     done = sim("--resume", str(folder))
     assert done.returncode == 0, done.stderr[-2000:]
     assert steps_of(folder) == steps_of(runs / "whole")
+
+
+def test_a_second_ctrl_c_ends_at_once_with_every_process(tmp_path: Path) -> None:
+    """Two Ctrl-Cs in a row: the run exits without waiting for the step, and
+    Ray's processes (started by sim.py) do not outlive it."""
+    import psutil
+
+    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(tmp_path),
+                                "--name", "twice"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    folder = tmp_path / "twice"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (folder / "steps.csv").exists() and steps_of(folder):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert started, "sim.py started no processes"
+    os.kill(process.pid, signal.SIGINT)
+    time.sleep(0.5)
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr
+    time.sleep(1)
+    assert [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
