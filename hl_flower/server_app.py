@@ -57,6 +57,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
         if checkpoint:
             first_episode = checkpoint.episodes_done
             strategy.policy_updates = checkpoint.policy_updates
+            strategy.refresh_policy_version()  # the loaded weights, not the fresh ones
         recorder.resume(first_episode)
 
     def step_done(result: StepResult) -> None:

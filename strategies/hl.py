@@ -180,9 +180,15 @@ class HomogeneousLearning(TravellingModel):
             return None
         loss = self.agent.train()
         if loss is not None:
-            self.policy_version = policy_fingerprint(self.agent.get_weights())
+            self.refresh_policy_version()
             self.policy_updates += 1
         return loss
+
+    def refresh_policy_version(self) -> None:
+        """Name the agent's current weights (after a fit, or after weights
+        were loaded into it, e.g. from a checkpoint), so nodes holding an
+        older copy get the new one."""
+        self.policy_version = policy_fingerprint(self.agent.get_weights())
 
     def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
         """The DQN's best available node for the last observation (the

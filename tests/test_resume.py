@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,25 +33,51 @@ def steps_of(folder: Path) -> list[tuple[str, ...]]:
                 for r in csv.DictReader(handle)]
 
 
+def first_difference(folder: Path, reference: Path) -> str:
+    """The first steps.csv row where two runs part, every column of both
+    (train_loss tells a node's training apart from its choice)."""
+    def rows(run: Path) -> list[dict[str, str]]:
+        with (run / "steps.csv").open() as handle:
+            return list(csv.DictReader(handle))
+    ours, theirs = rows(folder), rows(reference)
+    keys = ("episode", "step", "holder", "next_node", "accuracy")
+    for mine, other in zip(ours, theirs, strict=False):  # one may be longer
+        if [mine[k] for k in keys] != [other[k] for k in keys]:
+            return f"first difference:\n{mine}\n{other}"
+    return f"{len(ours)} rows against {len(theirs)}"
+
+
+def assert_same_steps(folder: Path, reference: Path) -> None:
+    assert steps_of(folder) == steps_of(reference), first_difference(folder, reference)
+
+
+def start_sim(out: Path, name: str, until: Callable[[list[tuple[str, ...]]], bool],
+              stdout: int | None = subprocess.DEVNULL,
+              stderr: int | None = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start sim.py on TINY in its own session and return once the steps it
+    logged satisfy ``until`` (the run must still be going)."""
+    folder = out / name
+    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(out),
+                                "--name", name], cwd=ROOT, stdout=stdout, stderr=stderr,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (folder / "steps.csv").exists() and until(steps_of(folder)):
+            break
+        time.sleep(0.2)
+    if process.poll() is not None:
+        process.communicate()
+        pytest.fail("the run ended before it could be interrupted")
+    return process
+
+
 def kill_mid_episode(out: Path, name: str, episodes_done: int) -> None:
     """Start a run, SIGKILL it (and its Ray processes) inside the episode
     after ``episodes_done``."""
-    folder = out / name
-    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(out),
-                                "--name", name], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            started = [r for r in steps_of(folder) if int(r[0]) == episodes_done] \
-                if (folder / "steps.csv").exists() else []
-            if len(started) >= 2:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "the run ended before it could be killed"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=60)
+    process = start_sim(out, name, lambda steps: len(
+        [r for r in steps if int(r[0]) == episodes_done]) >= 2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +96,7 @@ def test_killed_run_resumes_exactly_where_it_was(runs: Path) -> None:
     done = sim("--resume", str(killed))
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming after episode 2" in done.stdout
-    assert steps_of(killed) == steps_of(runs / "whole")  # same nodes, same accuracy
+    assert_same_steps(killed, runs / "whole")  # same nodes, same accuracy
     with (killed / "episodes.csv").open() as handle:
         assert [r["episode"] for r in csv.DictReader(handle)] == ["0", "1", "2", "3"]
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == [
@@ -86,7 +113,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before(runs: Path) -> None:
     assert "warning: skipping a damaged checkpoint" in done.stderr
     assert "checksum" in done.stderr and "Traceback" not in done.stderr
     assert "resuming after episode 3" in done.stdout
-    assert steps_of(folder) == steps_of(runs / "whole")
+    assert_same_steps(folder, runs / "whole")
 
 
 def test_no_usable_checkpoint_is_one_line_and_changes_nothing(runs: Path) -> None:
@@ -138,16 +165,9 @@ def test_an_interrupt_ends_cleanly_and_resume_completes_it(
     rather than a reply timeout, with no traceback, every finished episode
     kept, the --resume command printed and no process left; the resumed run
     then equals one that was never interrupted."""
-    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(tmp_path),
-                                "--name", "stopped"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = start_sim(tmp_path, "stopped", lambda steps: any(r[0] == "1" for r in steps),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     folder = tmp_path / "stopped"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if (folder / "steps.csv").exists() and any(r[0] == "1" for r in steps_of(folder)):
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before it could be interrupted"
     if signal_number == signal.SIGINT:
         os.killpg(process.pid, signal_number)
     else:
@@ -165,7 +185,7 @@ def test_an_interrupt_ends_cleanly_and_resume_completes_it(
         assert [r["episode"] for r in csv.DictReader(handle)][:1] == ["0"]
     done = sim("--resume", str(folder))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert steps_of(folder) == steps_of(runs / "whole")
+    assert_same_steps(folder, runs / "whole")
 
 
 def test_a_second_ctrl_c_ends_at_once_with_every_process(tmp_path: Path) -> None:
@@ -173,16 +193,7 @@ def test_a_second_ctrl_c_ends_at_once_with_every_process(tmp_path: Path) -> None
     Ray's processes (started by sim.py) do not outlive it."""
     import psutil
 
-    process = subprocess.Popen([sys.executable, "sim.py", *TINY, "--out", str(tmp_path),
-                                "--name", "twice"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    folder = tmp_path / "twice"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if (folder / "steps.csv").exists() and steps_of(folder):
-            break
-        time.sleep(0.2)
-    assert process.poll() is None, "the run ended before it could be interrupted"
+    process = start_sim(tmp_path, "twice", bool, stderr=subprocess.PIPE)
     started = psutil.Process(process.pid).children(recursive=True)
     assert started, "sim.py started no processes"
     os.kill(process.pid, signal.SIGINT)

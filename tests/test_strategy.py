@@ -10,7 +10,7 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from hl_flower.config import HLConfig
 from hl_flower.distance import reference_distance
-from hl_flower.dqn import DQNAgent
+from hl_flower.dqn import DQNAgent, policy_fingerprint
 from hl_flower.messages import ARRAYS, POLICY, STEP
 from strategies.hl import HomogeneousLearning
 
@@ -77,3 +77,13 @@ def test_flower_evaluation_rounds_are_empty(strategy: HomogeneousLearning) -> No
     arrays = ArrayRecord([np.zeros(2, np.float32)])
     assert list(strategy.configure_evaluate(1, arrays, ConfigRecord(), None)) == []
     assert strategy.aggregate_evaluate(1, []) is None
+
+
+def test_loaded_weights_get_their_own_policy_version(strategy: HomogeneousLearning) -> None:
+    """After weights are loaded into the agent (a resumed run), the version the
+    nodes are told names those weights, not the fresh network's."""
+    fresh = strategy.policy_version
+    strategy.agent.set_weights([w + 0.5 for w in strategy.agent.get_weights()])
+    strategy.refresh_policy_version()
+    assert strategy.policy_version != fresh
+    assert strategy.policy_version == policy_fingerprint(strategy.agent.get_weights())
