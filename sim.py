@@ -72,6 +72,10 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     parser.add_argument("--cpus-per-client", type=float, default=0,
                         help="Ray CPUs per virtual client (default: all, i.e. "
                              "one warm actor; HL trains one node at a time)")
+    parser.add_argument("--client-app", default="hl_flower.client_app:app",
+                        metavar="MODULE:ATTRIBUTE",
+                        help="the nodes' Flower ClientApp (default: HL's; "
+                             "hl_flower.drills:app misbehaves where HL_DRILL says)")
     parser.add_argument("--ray-address", default="",
                         help="run on an existing Ray cluster (e.g. 10.0.0.5:6379 "
                              "from `ray start --head`) instead of a local one")
@@ -214,6 +218,15 @@ def load_policy(folder: str, config: HLConfig, verbose: bool):  # -> DQNAgent | 
     return agent
 
 
+def load_client_app(reference: str, verbose: bool):  # -> ClientApp
+    """The nodes' ClientApp (ValueError naming --client-app if unusable)."""
+    if not verbose:
+        import_tensorflow_quietly()  # the ClientApp's module may import it
+    from hl_flower.simulation import load_client_app as load
+
+    return load(reference)
+
+
 def default_name(command: str, args: argparse.Namespace, config: HLConfig) -> str:
     """Run name from the command, preset, main settings and the time."""
     dataset = config.dataset.replace("idx:", "idx-").replace("/", "_")
@@ -228,8 +241,9 @@ def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
     from hl_flower.simulation import simulate as run_on_engine
 
     stop_on_signals()
-    run_on_engine(server_app, config.num_nodes, cpus_per_client=args.cpus_per_client,
-                  ray_address=args.ray_address, verbose=args.verbose)
+    run_on_engine(server_app, config.num_nodes, client_app=args.loaded_client_app,
+                  cpus_per_client=args.cpus_per_client, ray_address=args.ray_address,
+                  verbose=args.verbose)
 
 
 def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
@@ -240,9 +254,11 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
         import_tensorflow_quietly()
     from hl_flower.compare import ComparePlan, describe_run, evaluation_seeds, make_compare_app
     from hl_flower.progress import ConsoleProgress
+    from hl_flower.runlog import RUN_LOG
     from hl_flower.server_app import make_server_app
 
-    progress = ConsoleProgress(config, done)
+    progress = ConsoleProgress(config, done, run_log=folder / RUN_LOG,
+                               name_failures=not args.verbose)
     if command == "train":
         summary: dict = {}
         with progress:
@@ -262,6 +278,25 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
     return plan.table, plan.stopped
 
 
+def stop_advice(command: str, stopped: str, folder: Path) -> str:
+    """After a run stopped early: --resume where it can help (the nodes did
+    not answer), else where the failures' tracebacks are."""
+    import json
+
+    from hl_flower.runlog import RUN_LOG, resume_can_help
+
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        summary = {}
+    if command != "train":
+        return f"; the causes are in {folder / RUN_LOG}"
+    if resume_can_help(stopped, summary):
+        return f"; once the nodes answer again, continue with --resume {folder}"
+    return (f"; the causes are in {folder / RUN_LOG} and resuming would meet them "
+            "again, so fix them first")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, validate, run; user mistakes exit 2 with one line."""
     command, argv = split_command(sys.argv[1:] if argv is None else argv)
@@ -275,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = check_compare_args(args, command)
         check_inputs(config)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
+        args.loaded_client_app = load_client_app(args.client_app, args.verbose)
         done = resume_point(args, config)
         folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
             Path(args.out) / (args.name or default_name(command, args, config)),
@@ -305,9 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: the finished episodes are in {folder}{hint}", file=sys.stderr)
         return 130
     if stopped:
-        hint = f"; continue with --resume {folder}" if command == "train" else ""
         print(f"error: the run stopped early: {stopped}; the logs so far are in "
-              f"{folder}{hint}", file=sys.stderr)
+              f"{folder}{stop_advice(command, stopped, folder)}", file=sys.stderr)
         return 1
     return 0
 

@@ -33,7 +33,7 @@ from .evaluator import TestSetEvaluator, model_factory
 from .methods import FEDAVG, HL_GREEDY
 from .plots import plot_comparison
 from .report import write_report
-from .runlog import write_json
+from .runlog import logging_into, write_json
 from .server_app import greedy_policy, run_hl
 from .validation import Validation, policy_folder
 
@@ -167,10 +167,11 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        try:
-            compare(grid)
-        except NodeFailure as failure:
-            plan.stopped = str(failure)
+        with logging_into(plan.folder):
+            try:
+                compare(grid)
+            except NodeFailure as failure:
+                plan.stopped = str(failure)
 
     def compare(grid: Grid) -> None:
         cfg = plan.config

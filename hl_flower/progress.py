@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tqdm import tqdm
@@ -21,9 +22,12 @@ from .validation import describe_validation
 class ConsoleProgress:
     """Progress bar (steps of the current episode) plus a line per episode."""
 
-    def __init__(self, config: HLConfig, done: int = 0) -> None:
+    def __init__(self, config: HLConfig, done: int = 0, run_log: Path | None = None,
+                 name_failures: bool = True) -> None:
         self.config = config
         self.done = done  # episodes finished before (a resumed run)
+        self.run_log = run_log  # where the failures' tracebacks are
+        self.name_failures = name_failures  # False with --verbose: Flower's log names them
         self.episodes: list[EpisodeResult] = []
         self.bar: tqdm | None = None
 
@@ -39,8 +43,12 @@ class ConsoleProgress:
             self.bar.close()
 
     def on_step(self, step: StepResult) -> None:
-        """Show the running episode's step and accuracy on the bar."""
-        if self.bar is not None:
+        """Show the running episode's step and accuracy on the bar, and one
+        warning line per node that failed in it."""
+        if self.name_failures:
+            for failure in step.failures:
+                self._warn(describe_failure(step, failure, self.run_log))
+        if self.bar is not None and step.completed:
             self.bar.set_postfix_str(f"step {step.step} acc {step.accuracy:.3f}")
 
     def on_episode(self, episode: EpisodeResult) -> None:
@@ -57,6 +65,13 @@ class ConsoleProgress:
         """Print a validation's line above the bar."""
         self._print(describe_validation(validation, improved))
 
+    def _warn(self, line: str) -> None:
+        """A line on stderr, above the bar."""
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def _print(self, line: str) -> None:
         """A line above the bar, or plain when there is no bar."""
         if self.bar is not None and not self.bar.disable:
@@ -72,3 +87,14 @@ class ConsoleProgress:
         steps = statistics.fmean(e.steps for e in self.episodes)
         return (f"done: {len(self.episodes)} episodes, goal reached in {reached}, "
                 f"mean steps {steps:.1f}")
+
+
+def describe_failure(step: StepResult, failure: str, run_log: Path | None) -> str:
+    """One plain line for one failed node: where, which node, why, and where
+    the details are. ``failure`` is a step's "node: why" entry."""
+    node, _, why = failure.partition(": ")
+    node = node if node.startswith("node ") else f"node {node}"
+    outcome = "the run stopped in this step" if not step.completed else "the step went on"
+    details = f"; details in {run_log}" if run_log else ""
+    return (f"warning: episode {step.episode + 1}, step {step.step}: {node} failed: "
+            f"{why} ({outcome}{details})")

@@ -44,9 +44,33 @@ def import_tensorflow_quietly() -> None:
         os.close(saved)
 
 
+# Flower modules that run ClientApps for the Simulation Engine: what they log
+# is a node's failure, which the run names in one line and counts itself.
+NODE_SIDE_MODULES = ("flwr/server/superlink/fleet/vce/", "flwr/simulation/ray_transport/")
+
+
+class TerminalFilter(logging.Filter):
+    """Without ``--verbose``, Flower's console shows server-side errors only.
+
+    A node's traceback is not shown: the run prints one warning line per
+    failed node and keeps the traceback in the run folder's ``run.log``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = record.pathname.replace(os.sep, "/")
+        return (record.levelno >= logging.ERROR
+                and not any(module in path for module in NODE_SIDE_MODULES))
+
+
 def quiet_flower_logger(verbose: bool = False) -> None:
-    """Show only Flower's errors (and everything with ``verbose``)."""
-    level = logging.DEBUG if verbose else logging.ERROR
-    logging.getLogger("flwr").setLevel(level)
+    """Flower's log: everything on the console with ``verbose``, else only
+    :class:`TerminalFilter`'s records; from INFO up for a run's ``run.log``."""
+    from flwr.common.logger import console_handler
+
+    logger = logging.getLogger("flwr")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for old in [f for f in console_handler.filters if isinstance(f, TerminalFilter)]:
+        console_handler.removeFilter(old)
     if not verbose:
+        console_handler.addFilter(TerminalFilter())
         silence_python_warnings()

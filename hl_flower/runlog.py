@@ -1,9 +1,10 @@
 """The run folder: config, per-step and per-episode logs, summary, policy, plots.
 
 ``runs/<name>/`` holds ``config.json``, ``steps.csv``, ``episodes.csv``,
-``summary.json``, the trained policy (``policy.weights.h5`` + ``policy.json``)
-and PNG plots. CSV rows are appended and flushed as they happen, so a run
-that stops early still leaves its log.
+``summary.json``, the trained policy (``policy.weights.h5`` + ``policy.json``),
+PNG plots and ``run.log`` (Flower's log of the run, with every failed node's
+traceback). CSV rows are appended and flushed as they happen, so a run that
+stops early still leaves its log.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
+import re
 import shutil
 import statistics
 import time
@@ -22,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
 
+
+RUN_LOG = "run.log"
 
 STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
                 "reward", "hop_cost", "bytes_sent", "model_transfers", "policy_sent",
@@ -118,6 +123,41 @@ def folder_swapped_in(final: Path) -> Iterator[Path]:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+class PlainFormatter(logging.Formatter):
+    """Log lines without terminal colour codes (Ray colours its tracebacks)."""
+
+    COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.COLOUR.sub("", super().format(record))
+
+
+@contextmanager
+def logging_into(folder: Path) -> Iterator[Path]:
+    """Append Flower's log records (INFO and up, tracebacks included) to
+    ``folder/run.log`` while the block runs (once, if blocks nest); yields
+    the file's path."""
+    path = folder / RUN_LOG
+    logger = logging.getLogger("flwr")
+    if any(isinstance(h, logging.FileHandler) and h.baseFilename == str(path.absolute())
+           for h in logger.handlers):
+        yield path
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(PlainFormatter("%(asctime)s %(levelname)s %(message)s"))
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield path
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+
+
 def restore_interrupted_swap(final: Path) -> None:
     """Undo what a kill during :func:`folder_swapped_in` left: put the old
     folder back if ``final`` is missing, and remove the hidden leftovers."""
@@ -140,7 +180,7 @@ class RunRecorder:
         """Log one step."""
         self.steps.append(result)
         row = dataclasses.asdict(result)
-        row["holder"] = result.holders[0]
+        row["holder"] = result.holders[0] if result.holders else ""
         row["holders"] = " ".join(map(str, result.holders))
         row["next_node"] = " ".join(map(str, result.next_nodes))
         row["failures"] = "; ".join(result.failures)
@@ -202,18 +242,20 @@ class RunRecorder:
     def summary(self) -> dict[str, Any]:
         """Figures over the whole run, for ``summary.json``."""
         episodes = self.episodes
-        steps = self.steps
+        steps = [s for s in self.steps if s.completed]
         last = episodes[-1] if episodes else None
         return {
             "episodes": len(episodes),
             "steps_total": len(steps),
+            "unfinished_steps": len(self.steps) - len(steps),  # the run stopped in them
             "goal_reached_episodes": sum(e.reached_goal for e in episodes),
             "last_episode": dataclasses.asdict(last) if last else None,
             "mean_steps": _mean([e.steps for e in episodes]),
             "mean_communication_cost": _mean([e.communication_cost for e in episodes]),
             "bytes_sent_total": sum(e.bytes_sent for e in episodes),
-            "failures_total": sum(len(s.failures) for s in steps),
-            "failures_by_node": _failures_by_node(steps),
+            "failures_total": sum(len(s.failures) for s in self.steps),
+            "failures_by_node": _failures_by_node(self.steps),
+            "failures_by_cause": _failures_by_cause(self.steps),
             "median_step_seconds": {
                 "step": _median([s.time_step for s in steps]),
                 "train": _median([s.time_train for s in steps]),
@@ -233,6 +275,33 @@ def _failures_by_node(steps: list[StepResult]) -> dict[str, int]:
             node = failure.split(":", 1)[0]
             counts[node] = counts.get(node, 0) + 1
     return counts
+
+
+def _failures_by_cause(steps: list[StepResult]) -> dict[str, int]:
+    """How often each cause ("why" of the "node: why" entries) occurred."""
+    causes = [failure.split(": ", 1)[-1] for step in steps for failure in step.failures]
+    return {cause: causes.count(cause) for cause in sorted(set(causes))}
+
+
+# Causes that come and go with the nodes (a slow or lost node), not with the
+# code or the data: a resumed run can get past them.
+TRANSIENT_CAUSES = ("no reply within", "did not reply in time", "nodes connected",
+                    "disconnected")
+# Stops whose own text only sums up the failures before them.
+FAILURE_BUDGET_STOPS = ("node failures, more than", "no node is available",
+                        "no node returned a usable model")
+
+
+def resume_can_help(stopped: str, summary: dict[str, Any]) -> bool:
+    """Whether ``--resume`` can get past what stopped a run: only where every
+    cause was a node that did not answer or connect. An error the ClientApp
+    raised, a bad reply or a wrong setting comes back on resume until its
+    cause is fixed."""
+    causes = list(summary.get("failures_by_cause", {}))
+    if not any(mark in stopped for mark in FAILURE_BUDGET_STOPS):
+        causes.append(stopped)
+    return bool(causes) and all(any(mark in cause for mark in TRANSIENT_CAUSES)
+                                for cause in causes)
 
 
 def _parse(text: str | None, annotation: str) -> Any:

@@ -26,7 +26,7 @@ from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
 from .plots import plot_last_episode, plot_training
-from .runlog import RunRecorder, create_run_folder, write_json
+from .runlog import RunRecorder, create_run_folder, logging_into, write_json
 from .validation import (
     BestPolicy,
     Validation,
@@ -46,6 +46,15 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     ``config.validate_every``, validate the greedy policy on the way and keep
     the best one (:mod:`hl_flower.validation`); ``on_validation`` sees each
     validation and whether it was the best so far."""
+    with logging_into(folder):
+        return _run_hl(grid, config, folder, on_step, on_episode, resume, on_validation)
+
+
+def _run_hl(grid: Grid, config: HLConfig, folder: Path,
+            on_step: Callable[[StepResult], None] | None,
+            on_episode: Callable[[EpisodeResult], None] | None,
+            resume: bool,
+            on_validation: Callable[[Validation, bool], None] | None) -> dict:
     started = time.perf_counter()
     write_json(folder / CONFIG_FILE, to_flat(config))
     agent = DQNAgent(config, seed=config.seed)

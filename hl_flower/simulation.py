@@ -9,6 +9,7 @@ tracing. ``ray_address`` runs on an existing Ray cluster instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from flwr.clientapp import ClientApp
@@ -30,6 +31,33 @@ def backend_config(cpus_per_client: float = 0, ray_address: str = "",
         init_args |= {"address": "local", "num_cpus": cpus, "include_dashboard": False}
     return {"client_resources": {"num_cpus": cpus_per_client or cpus, "num_gpus": 0.0},
             "init_args": init_args}
+
+
+DEFAULT_CLIENT_APP = "hl_flower.client_app:app"
+
+
+def load_client_app(reference: str) -> ClientApp:
+    """The ClientApp named ``<module>:<attribute>`` (as in Flower's
+    ``pyproject.toml``), e.g. ``hl_flower.drills:app``.
+
+    Raises ValueError, naming ``--client-app`` and the fix, if the reference
+    is malformed, the module does not import or the attribute is no ClientApp.
+    """
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute.isidentifier():
+        raise ValueError(f"--client-app {reference!r} is not <module>:<attribute>; "
+                         f"for example {DEFAULT_CLIENT_APP}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"--client-app {reference}: cannot import {module_name} "
+                         f"({err}); give a module on the Python path") from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, ClientApp):
+        raise ValueError(f"--client-app {reference}: {module_name}.{attribute} is "
+                         f"{'missing' if app is None else type(app).__name__}, not a "
+                         "flwr ClientApp")
+    return app
 
 
 def simulate(server_app: ServerApp, num_nodes: int, client_app: ClientApp | None = None,

@@ -64,6 +64,11 @@ class StepResult:
     done: bool
     failures: list[str] = field(default_factory=list)  # "node: why", retried
 
+    @property
+    def completed(self) -> bool:
+        """False for the step a run stopped in (its accuracy is NaN)."""
+        return not math.isnan(self.accuracy)
+
 
 @dataclass
 class EpisodeResult:
@@ -102,6 +107,7 @@ class EpisodeLoop:
 
     config: HLConfig
     distance: np.ndarray | None
+    round_failures: list[str]  # "node: why" of the round being played, as they happen
 
     # -- hooks ----------------------------------------------------------- #
     def prepare(self, grid: Grid) -> None:
@@ -138,6 +144,20 @@ class EpisodeLoop:
         if previous is None:
             return 0.0
         return float(self.distance[previous[0], holders[0]])
+
+    def attempted_nodes(self) -> list[int]:
+        """The nodes the current round was training on (for a round that
+        never completes)."""
+        return []
+
+    def _unfinished_step(self, episode: int, step: int, used: Traffic,
+                         seconds: float) -> StepResult:
+        """The row of a step the run stopped in: who was tried, what failed,
+        what travelled; no accuracy, reward or loss (NaN)."""
+        nan = math.nan
+        return StepResult(episode, step, self.attempted_nodes(), [], nan, nan, nan,
+                          used.bytes, used.model_transfers, used.policy_transfers > 0,
+                          nan, nan, nan, nan, seconds, False, list(self.round_failures))
 
     # -- the loop -------------------------------------------------------- #
     def start(  # type: ignore[override]  # episodes, not a fixed round count
@@ -187,7 +207,14 @@ class EpisodeLoop:
                 "episode": episode, "episode-key": episode_key, "step": step,
                 "epsilon": epsilon, "server-round": server_round, "decide": False,
                 "policy-version": 0} | self.step_settings(episode, step, epsilon))
-            outcome = self.play_round(grid, server_round, arrays, step_config)
+            self.round_failures = []
+            try:
+                outcome = self.play_round(grid, server_round, arrays, step_config)
+            except NodeFailure as failure:
+                if on_step and not isinstance(failure, RunInterrupted):
+                    on_step(self._unfinished_step(episode, step, grid.traffic - before,
+                                                  time.perf_counter() - step_started))
+                raise
             arrays = outcome.arrays
             evaluated = time.perf_counter()
             accuracy, previous_accuracy = float(evaluate_fn(arrays)), accuracy

@@ -86,6 +86,7 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
         usable = [m for m in replies if problems[id(m)] is None]
         failures = [f"node {m.metadata.src_node_id}: {problems[id(m)]}"
                     for m in replies if problems[id(m)] is not None]
+        self.round_failures = failures
         trained, metrics = self.aggregate_train(server_round, usable)
         if trained is None or metrics is None:
             raise NodeFailure(f"no node returned a usable model in round {server_round}")

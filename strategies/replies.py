@@ -30,7 +30,7 @@ def reply_problem(reply: Message, sent: ArrayRecord, num_nodes: int,
     observation it must then send.
     """
     if reply.has_error():
-        return f"error reply ({one_line(reply.error.reason)})"
+        return f"error reply ({raised_message(reply.error.reason)})"
     content = reply.content
     if ARRAYS not in content.array_records:
         return "no model in the reply"
@@ -44,6 +44,22 @@ def reply_problem(reply: Message, sent: ArrayRecord, num_nodes: int,
     if problem or choices is None:
         return problem
     return _choice_problem(metrics, num_nodes, choices, observation_size)
+
+
+def raised_message(reason: str) -> str:
+    """What the node's ClientApp raised, in its own words.
+
+    Flower wraps it (``<class '...ClientAppException'>:<'... Exception
+    ClientAppException occurred. Message: <what the app raised>'>``, with a
+    remote traceback in simulation); this keeps the app's message, or the
+    last line of ``reason`` where the wrapping differs (deployment)."""
+    text = str(reason)
+    marker = "occurred. Message: "
+    if marker in text:
+        message = text.rsplit(marker, 1)[1].strip().removesuffix("'>").strip()
+        if message:
+            return one_line(f"the ClientApp raised: {message}")
+    return one_line(text)
 
 
 def one_line(text: str, limit: int = 160) -> str:

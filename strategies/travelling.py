@@ -161,6 +161,7 @@ class TravellingModel(EpisodeLoop, Strategy):
                     accepted[partition] = reply
                     continue
                 failures.append(f"{partition}: {problem}")
+                self.round_failures = failures
                 self._mark_failed(partition, problem, server_round)
                 taken = set(accepted) | set(pending) | set(retry)
                 substitute = self.replacement(partition, taken, server_round)
@@ -180,6 +181,10 @@ class TravellingModel(EpisodeLoop, Strategy):
         """The chosen nodes hold the model next."""
         if not done:
             self.selected = outcome.next_nodes
+
+    def attempted_nodes(self) -> list[int]:
+        """The selected nodes of the round being played."""
+        return list(self.selected)
 
     # -- availability -------------------------------------------------------- #
     def is_available(self, partition: int, server_round: int) -> bool:

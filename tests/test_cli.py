@@ -105,6 +105,9 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["compare", "--methods", "RandomHop,Oracle"], "unknown method 'Oracle'"),
     (["compare", "--fedavg-fraction", "0"], "--fedavg-fraction"),
     (["compare", "--k", "0"], "--k"),
+    (["--client-app", "hl_flower.drills"], "is not <module>:<attribute>"),
+    (["--client-app", "no_such_module:app"], "cannot import no_such_module"),
+    (["--client-app", "hl_flower.drills:MODES"], "is tuple, not a flwr ClientApp"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                           expected: str) -> None:

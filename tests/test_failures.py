@@ -14,6 +14,8 @@ import csv
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,13 @@ from hl_flower.distance import reference_distance
 from hl_flower.drills import app as drill_app
 from hl_flower.drills import parse_drills
 from hl_flower.evaluator import TestSetEvaluator, model_factory
+from hl_flower.progress import describe_failure
+from hl_flower.quiet import TerminalFilter
+from hl_flower.runlog import resume_can_help
 from hl_flower.server_app import run_hl
 from hl_flower.simulation import simulate
 from strategies import FedAvgBaseline, RoundRobin, StepResult
+from strategies.replies import raised_message
 
 DRILLS = "1:crash:1-3,2:crash,3:nan,4:choice"
 CONFIG = HLConfig(dataset="digits", num_nodes=6, main_samples=140, other_samples=100,
@@ -141,6 +147,59 @@ def test_failure_budget_stops_the_run_with_a_reason(drilled: dict) -> None:
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["stopped"] == summary["stopped"]
     assert (folder / "config.json").is_file()
+    # The step the run stopped in is logged too, with the failures in it.
+    rows = read_csv(folder / "steps.csv")
+    last = rows[-1]
+    assert last["accuracy"] == "nan" and last["done"] == "False" and last["failures"]
+    logged = [f for r in rows for f in r["failures"].split("; ") if f]
+    assert len(logged) == 3  # one over the budget of 2
+    assert saved["failures_total"] == 3 and saved["unfinished_steps"] == 1
+    assert sum(saved["failures_by_cause"].values()) == 3
+    assert saved["steps_total"] == len(rows) - 1
+    # Every failed node's traceback is in the run's log.
+    log = (folder / "run.log").read_text()
+    assert log.count("failure drill: this node crashes") >= 2 and "Traceback" in log
+    assert "\x1b[" not in log  # Ray's terminal colours are stripped
+
+
+def test_resume_is_advised_only_where_the_nodes_did_not_answer() -> None:
+    silent = {"failures_by_cause": {"no reply within 30 s": 4}}
+    assert resume_can_help("5 node failures, more than --max-failures 4; last: "
+                           "partition 1: no reply within 30 s", silent)
+    assert resume_can_help("only 3 of 4 nodes connected; start them all", {})
+    crashed = {"failures_by_cause": {"no reply within 30 s": 1,
+                                     "error reply (the ClientApp raised: boom)": 3}}
+    assert not resume_can_help("4 node failures, more than --max-failures 3", crashed)
+    assert not resume_can_help("no node serves partitions [3]", {})
+    assert not resume_can_help("no node returned a usable model in round 2",
+                               {"failures_by_cause": {"NaN values in layer 0": 4}})
+
+
+def test_a_node_traceback_stays_off_the_terminal_without_verbose() -> None:
+    import logging
+
+    def record(level: int, path: str) -> logging.LogRecord:
+        return logging.LogRecord("flwr", level, path, 1, "message", None, None)
+
+    terminal = TerminalFilter()
+    node_side = "/venv/site-packages/flwr/server/superlink/fleet/vce/vce_api.py"
+    assert not terminal.filter(record(logging.ERROR, node_side))
+    assert not terminal.filter(record(logging.WARNING, "/project/strategies/travelling.py"))
+    assert terminal.filter(record(logging.ERROR, "/venv/site-packages/flwr/simulation/app.py"))
+
+
+def test_a_failed_node_is_one_plain_line() -> None:
+    failed = StepResult(1, 4, [2], [], math.nan, math.nan, math.nan, 0, 0, False,
+                        math.nan, math.nan, math.nan, math.nan, 0.5, False,
+                        ["2: error reply (the ClientApp raised: boom)"])
+    line = describe_failure(failed, failed.failures[0], Path("runs/x/run.log"))
+    assert line == ("warning: episode 2, step 4: node 2 failed: error reply (the "
+                    "ClientApp raised: boom) (the run stopped in this step; details "
+                    "in runs/x/run.log)")
+    assert raised_message("<class 'flwr.clientapp.client_app.ClientAppException'>:<'"
+                          "ray::ClientAppActor.run()\n  File x\nException "
+                          "ClientAppException occurred. Message: boom'>") == (
+        "the ClientApp raised: boom")
 
 
 def test_curve_recorder_adds_up_hop_costs() -> None:
@@ -150,3 +209,27 @@ def test_curve_recorder_adds_up_hop_costs() -> None:
                             0.1, 0.0, 0.1, 0.3, False))
     assert [p.cumulative_cost for p in recorder.points] == [0.0, 0.25, 0.75]
     assert recorder.points[-1].cumulative_bytes == 30
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_names_each_failure_once_and_keeps_tracebacks_in_its_log(
+        tmp_path: Path) -> None:
+    """sim.py with every node crashing: one warning line per failed node,
+    no traceback on the terminal (they are in run.log), exit code 1, and no
+    --resume advice, since a resumed run would crash the same way."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "sim.py", "--dataset", "digits", "--nodes", "4",
+         "--main-samples", "140", "--other-samples", "100", "--max-failures", "3",
+         "--client-app", "hl_flower.drills:app", "--out", str(tmp_path), "--name", "all"],
+        cwd=root, capture_output=True, text=True, timeout=600,
+        env=os.environ | {"HL_DRILL": "0:crash,1:crash,2:crash,3:crash"})
+    assert done.returncode == 1, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    warnings = [line for line in lines if line.startswith("warning: episode 1, step 1: node ")]
+    assert len(warnings) == 4 and all("this node crashes" in w for w in warnings)
+    assert len(lines) == 5 and lines[-1].startswith("error: the run stopped early: 4 node")
+    assert "Traceback" not in done.stderr and "--resume" not in done.stderr
+    assert "fix them first" in lines[-1]
+    assert done.stderr.count("run.log") == 5
+    assert (tmp_path / "all" / "run.log").read_text().count("Traceback") >= 4

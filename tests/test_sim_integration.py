@@ -75,7 +75,7 @@ def test_run_folder_has_every_file(runs: dict[str, Path]) -> None:
     folder = runs["a"]
     for name in ("config.json", "steps.csv", "episodes.csv", "summary.json",
                  "policy.weights.h5", "policy.json", "last_episode_accuracy.png",
-                 "training.png"):
+                 "training.png", "run.log"):
         assert (folder / name).stat().st_size > 0, name
     config = json.loads((folder / "config.json").read_text())
     assert config["num-nodes"] == 4 and config["dataset"] == "digits"
