@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import HLConfig
+from .csv_matrix import MatrixTextError, read_matrix_text
 
 
 class DistanceError(ValueError):
@@ -22,20 +23,21 @@ def reference_distance(num_nodes: int, seed: int = 0) -> np.ndarray:
 
 
 def load_distance(path: str, num_nodes: int) -> np.ndarray:
-    """Load a user's N x N matrix from CSV or .npy and check it."""
+    """Load a user's N x N matrix from a .npy file or a text file (CSV,
+    TSV or space-separated, as spreadsheets and numpy or pandas write them:
+    :mod:`hl_flower.csv_matrix`) and check it; DistanceError says why not."""
     file = Path(path)
     if not file.is_file():
         raise DistanceError(f"--distance-file {path} does not exist; give a "
                             "CSV or .npy file with an N x N matrix")
     try:
         if file.suffix == ".npy":
-            matrix = np.load(file, allow_pickle=False)
+            matrix = np.asarray(np.load(file, allow_pickle=False), dtype=np.float64)
         else:
-            matrix = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
-        matrix = np.asarray(matrix, dtype=np.float64)
-    except (ValueError, OSError) as err:
-        raise DistanceError(f"--distance-file {path} is not a numeric matrix "
-                            f"({str(err).splitlines()[0]})") from None
+            matrix = read_matrix_text(file)
+    except (ValueError, TypeError, OSError) as err:
+        raise DistanceError(f"--distance-file {path} is not a numeric matrix: "
+                            f"{_in_words(err)}") from None
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise DistanceError(f"--distance-file {path} is not square "
                             f"(shape {matrix.shape}); it needs N x N values")
@@ -53,6 +55,15 @@ def load_distance(path: str, num_nodes: int) -> np.ndarray:
         raise DistanceError(f"--distance-file {path} is not symmetric; "
                             "d[i][j] must equal d[j][i]")
     return matrix
+
+
+def _in_words(err: Exception) -> str:
+    """Why a distance file could not be read, as one plain line."""
+    if isinstance(err, MatrixTextError):
+        return f"it {err}"
+    if "allow_pickle" in str(err):
+        return "the .npy file holds Python objects; save a float array with np.save"
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def distance_matrix(config: HLConfig) -> np.ndarray:
