@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from pathlib import Path
 
@@ -23,10 +24,14 @@ class IdxError(ValueError):
     """An IDX file is malformed; the message names the file and the problem."""
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (optionally gzip-compressed) into an array."""
+    """Read one IDX file into an array; gzip-compressed or not, whatever its
+    name says (browsers unpack ``.gz`` downloads and keep the name)."""
     raw = path.read_bytes()
-    if path.suffix == ".gz":
+    if raw.startswith(GZIP_MAGIC):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as err:
@@ -71,12 +76,27 @@ def write_idx_folder(folder: Path, x_train: np.ndarray, y_train: np.ndarray,
         write_idx(folder / f"{split}-labels-idx1-ubyte{suffix}", labels)
 
 
-def find_idx_file(folder: Path, stem: str) -> Path:
-    """Find ``stem`` or ``stem.gz`` in a folder."""
-    for name in (stem, stem + ".gz"):
-        if (folder / name).is_file():
-            return folder / name
-    raise IdxError(f"{folder}: missing {stem} (or {stem}.gz)")
+SPLIT_NAMES = {"train": ("train",), "t10k": ("t10k", "test")}
+
+
+def find_idx_file(folder: Path, split: str, kind: str) -> Path:
+    """The folder's file of ``kind`` (images or labels) for ``split`` (train
+    or t10k), under the names MNIST-style sets ship with:
+    ``train-images-idx3-ubyte``, ``train-images.idx3-ubyte`` (as unpacked on
+    Windows), ``t10k-`` or ``test-``, a prefix such as ``emnist-letters-``,
+    ``.gz`` or not. IdxError if there is none, or more than one."""
+    splits = "|".join(SPLIT_NAMES[split])
+    pattern = re.compile(rf"(?:^|[-_.])(?:{splits})[-_.]{kind}[-_.]idx\d[-_.]ubyte(?:\.gz)?$")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and pattern.search(p.name.lower()))
+    stem = f"{split}-{kind}-idx{3 if kind == 'images' else 1}-ubyte"
+    if not found:
+        raise IdxError(f"{folder}: missing {stem} (or {stem}.gz, or the same "
+                       "name with '.' before idx)")
+    bases = sorted({p.name.removesuffix(".gz") for p in found})
+    if len(bases) > 1:
+        raise IdxError(f"{folder}: both {bases[0]} and {bases[1]} look like the "
+                       f"{split} {kind}; keep one")
+    return min(found, key=lambda p: p.suffix == ".gz")  # unpacked copy first
 
 
 def load_idx_folder(folder: Path) -> tuple[np.ndarray, ...]:
@@ -85,8 +105,8 @@ def load_idx_folder(folder: Path) -> tuple[np.ndarray, ...]:
         raise IdxError(f"idx folder {folder} does not exist")
     arrays = []
     for split in ("train", "t10k"):
-        images = read_idx(find_idx_file(folder, f"{split}-images-idx3-ubyte"))
-        labels = read_idx(find_idx_file(folder, f"{split}-labels-idx1-ubyte"))
+        images = read_idx(find_idx_file(folder, split, "images"))
+        labels = read_idx(find_idx_file(folder, split, "labels"))
         if images.ndim != 3 or labels.ndim != 1:
             raise IdxError(f"{folder}: {split} images must be 3-D and labels "
                            f"1-D, got {images.ndim}-D and {labels.ndim}-D")

@@ -141,10 +141,46 @@ def test_load_folder_returns_train_and_test_arrays(tmp_path: Path, suffix: str) 
 
 
 def test_find_idx_file_prefers_plain_and_falls_back_to_gz(tmp_path: Path) -> None:
-    (tmp_path / "stem.gz").write_bytes(b"")
-    assert find_idx_file(tmp_path, "stem") == tmp_path / "stem.gz"
-    (tmp_path / "stem").write_bytes(b"")
-    assert find_idx_file(tmp_path, "stem") == tmp_path / "stem"
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    assert find_idx_file(tmp_path, "train", "images").name == "train-images-idx3-ubyte.gz"
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"")
+    assert find_idx_file(tmp_path, "train", "images").name == "train-images-idx3-ubyte"
+
+
+@pytest.mark.parametrize("names", [
+    ("train-images.idx3-ubyte", "train-labels.idx1-ubyte",  # unpacked on Windows
+     "t10k-images.idx3-ubyte", "t10k-labels.idx1-ubyte"),
+    ("emnist-digits-train-images-idx3-ubyte.gz", "emnist-digits-train-labels-idx1-ubyte.gz",
+     "emnist-digits-test-images-idx3-ubyte.gz", "emnist-digits-test-labels-idx1-ubyte.gz"),
+    ("Train-Images-IDX3-UBYTE", "train_labels_idx1_ubyte",
+     "test-images-idx3-ubyte", "test-labels-idx1-ubyte"),
+])
+def test_folders_named_as_other_sets_ship_them_load(tmp_path: Path,
+                                                    names: tuple[str, ...]) -> None:
+    arrays = (_images(7, seed=0), _labels(7, seed=1), _images(3, seed=2), _labels(3, seed=3))
+    for name, array in zip(names, arrays, strict=True):
+        write_idx(tmp_path / name, array)
+    for loaded, written in zip(load_idx_folder(tmp_path), arrays, strict=True):
+        assert np.array_equal(loaded, written)
+
+
+def test_a_gzip_file_without_gz_in_its_name_is_read(tmp_path: Path) -> None:
+    """Browsers unpack a .gz download and keep the name, or keep the bytes
+    and drop it: the content decides, not the name."""
+    write_idx(tmp_path / "packed.gz", _labels(5))
+    (tmp_path / "packed.gz").rename(tmp_path / "train-labels-idx1-ubyte")
+    write_idx(tmp_path / "plain", _labels(5))
+    (tmp_path / "plain").rename(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    assert np.array_equal(read_idx(tmp_path / "train-labels-idx1-ubyte"), _labels(5))
+    assert np.array_equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte.gz"), _labels(5))
+
+
+def test_two_candidates_for_one_file_are_refused(tmp_path: Path) -> None:
+    _write_folder(tmp_path)
+    write_idx(tmp_path / "test-images-idx3-ubyte", _images(3, seed=2))
+    with pytest.raises(IdxError, match="both t10k-images-idx3-ubyte and "
+                                       "test-images-idx3-ubyte look like the t10k images"):
+        load_idx_folder(tmp_path)
 
 
 def test_image_and_label_count_mismatch_raises_idx_error(tmp_path: Path) -> None:
