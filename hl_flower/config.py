@@ -18,6 +18,9 @@ from typing import Any
 CONFIG_FILE = "config.json"  # a run folder's or policy's settings, written by to_flat
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState and Keras' set_random_seed refuse more
+
+
 class ConfigError(ValueError):
     """A setting is out of range; the message names it and the fix."""
 
@@ -120,6 +123,14 @@ class HLConfig:
                               f"got {self.epsilon_decay}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"--discount must be in [0, 1], got {self.discount}")
+        for name in ("seed", "distance_seed"):  # numpy's legacy seeding (Keras, the matrix)
+            if not 0 <= getattr(self, name) <= MAX_SEED:
+                raise ConfigError(f"--{_flag(name)} must be in 0..{MAX_SEED} "
+                                  f"(2**32 - 1), got {getattr(self, name)}")
+        if self.replay_batch > self.replay_size:
+            raise ConfigError(f"--replay-batch {self.replay_batch} is more than "
+                              f"--replay-size {self.replay_size}, so the DQN would "
+                              f"never train; use --replay-batch {self.replay_size} or less")
         self._validate_dqn_options()
         return self
 
