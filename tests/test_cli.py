@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_runner import refused
 
 from hl_flower.idx import write_idx_folder
 
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """A real ``python sim.py`` process."""
     return subprocess.run([sys.executable, str(ROOT / "sim.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300)
 
@@ -117,7 +119,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
                                           expected: str) -> None:
     files = write_bad_files(tmp_path)
     args = [a.format(**files) for a in args]
-    done = sim(*args, "--out", str(tmp_path / "runs"))
+    done = refused(*args, "--out", str(tmp_path / "runs"))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -130,7 +132,24 @@ def test_existing_run_folder_is_refused_and_kept(tmp_path: Path) -> None:
     folder = tmp_path / "runs" / "mine"
     folder.mkdir(parents=True)
     (folder / "steps.csv").write_text("precious\n")
-    done = sim("--out", str(tmp_path / "runs"), "--name", "mine")
+    done = refused("--out", str(tmp_path / "runs"), "--name", "mine")
     assert done.returncode == 2
     assert "--overwrite" in done.stderr
     assert (folder / "steps.csv").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--episodes", "many"], "--episodes"),  # argparse-level: a type error
+    (["--goal", "1.5"], "--goal must be in (0, 1]"),  # a setting out of range
+    (["--dataset", "digits"], "use --main-samples 139 or less"),  # data-dependent
+])
+def test_a_real_process_refuses_with_one_line_and_exit_2(tmp_path: Path, args: list[str],
+                                                          expected: str) -> None:
+    """The same refusals as above, from a real ``python sim.py`` process: what
+    reaches the terminal is one line and exit code 2 (no traceback, no start-up
+    noise from TensorFlow or Ray)."""
+    done = sim(*args, "--out", str(tmp_path / "runs"))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
+    assert done.stdout == "" and not (tmp_path / "runs").exists()

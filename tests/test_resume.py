@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sim_runner import refused
 
 pytestmark = pytest.mark.slow  # real simulations or processes
 
@@ -121,7 +122,7 @@ def test_no_usable_checkpoint_is_one_line_and_changes_nothing(runs: Path) -> Non
     for checkpoint in folder.glob("checkpoint-*"):
         (checkpoint / "state.json").write_text("{not json")
     before = (folder / "steps.csv").read_bytes()
-    done = sim("--resume", str(folder), "--episodes", "6")
+    done = refused("--resume", str(folder), "--episodes", "6")
     assert done.returncode == 2
     assert done.stderr.count("error:") == 1 and "no older checkpoint" in done.stderr
     assert "Traceback" not in done.stderr
@@ -137,7 +138,7 @@ def test_bad_resume_requests_are_refused(runs: Path, args: list[str],
                                          expected: str) -> None:
     args = [a.format(whole=runs / "whole") for a in args]
     before = (runs / "whole" / "steps.csv").read_bytes()
-    done = sim(*args)
+    done = refused(*args)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], done.stderr

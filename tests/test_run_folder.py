@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from sim_runner import Finished, refused
 
 from hl_flower.runlog import RUN_FILE, RunFolderExists, create_run_folder, run_kind
 
@@ -19,17 +18,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "policies" / "mnist5k-n10-improved"
 
 
-def sim(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "sim.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def one_line_exit_2(done: subprocess.CompletedProcess, expected: str) -> None:
+def one_line_exit_2(done: Finished, expected: str) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
@@ -40,7 +34,7 @@ def test_resume_refuses_a_policy_folder_and_changes_nothing(tmp_path: Path) -> N
     policy = tmp_path / "policy"
     shutil.copytree(SHIPPED, policy)
     before = snapshot(policy)
-    one_line_exit_2(sim("--resume", str(policy)), "only training runs resume")
+    one_line_exit_2(refused("--resume", str(policy)), "only training runs resume")
     assert snapshot(policy) == before
 
 
@@ -50,7 +44,7 @@ def test_resume_refuses_compare_and_eval_folders(tmp_path: Path, kind: str) -> N
     shutil.copy(SHIPPED / "config.json", folder / "config.json")
     (folder / "steps.csv").write_text("episode,step\n")  # compare trains HL here too
     before = snapshot(folder)
-    one_line_exit_2(sim("--resume", str(folder)), f"a {kind} run")
+    one_line_exit_2(refused("--resume", str(folder)), f"a {kind} run")
     assert snapshot(folder) == before
 
 
@@ -92,18 +86,18 @@ def test_overwrite_leaves_other_folders_alone(tmp_path: Path) -> None:
     with pytest.raises(RunFolderExists, match="not a run folder"):
         create_run_folder(mine, overwrite=True)
     assert snapshot(policy) == before and (mine / "notes.txt").read_text() == "mine\n"
-    one_line_exit_2(sim("--out", str(tmp_path), "--name", "policy", "--overwrite"),
+    one_line_exit_2(refused("--out", str(tmp_path), "--name", "policy", "--overwrite"),
                     "not a run folder")
     assert snapshot(policy) == before
 
 
 def test_a_file_where_the_folder_would_go_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file\n")
-    one_line_exit_2(sim("--out", str(tmp_path), "--name", "taken"), "is a file")
+    one_line_exit_2(refused("--out", str(tmp_path), "--name", "taken"), "is a file")
     assert (tmp_path / "taken").read_text() == "a file\n"
 
 
 def test_an_out_path_below_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("a file\n")
-    one_line_exit_2(sim("--out", str(tmp_path / "plain" / "runs")),
+    one_line_exit_2(refused("--out", str(tmp_path / "plain" / "runs")),
                     "cannot write the run folder")
