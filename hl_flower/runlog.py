@@ -17,6 +17,7 @@ import re
 import shutil
 import statistics
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,18 +270,20 @@ class RunRecorder:
 
 def _failures_by_node(steps: list[StepResult]) -> dict[str, int]:
     """How often each node failed ("node: why" entries of the steps)."""
-    counts: dict[str, int] = {}
-    for step in steps:
-        for failure in step.failures:
-            node = failure.split(":", 1)[0]
-            counts[node] = counts.get(node, 0) + 1
-    return counts
+    return dict(Counter(node for node, _ in _failure_entries(steps)))
 
 
 def _failures_by_cause(steps: list[StepResult]) -> dict[str, int]:
     """How often each cause ("why" of the "node: why" entries) occurred."""
-    causes = [failure.split(": ", 1)[-1] for step in steps for failure in step.failures]
-    return {cause: causes.count(cause) for cause in sorted(set(causes))}
+    return dict(sorted(Counter(why for _, why in _failure_entries(steps)).items()))
+
+
+def _failure_entries(steps: list[StepResult]) -> Iterator[tuple[str, str]]:
+    """(node, why) of every "node: why" failure entry of the steps."""
+    for step in steps:
+        for failure in step.failures:
+            node, _, why = failure.partition(": ")
+            yield node.split(":", 1)[0], why or failure
 
 
 # Causes that come and go with the nodes (a slow or lost node), not with the
