@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     from hl_flower.data import DataError
     from hl_flower.distance import DistanceError
-    from hl_flower.runlog import RunFolderExists, create_run_folder
+    from hl_flower.runlog import RunFolderExists, check_run_name, create_run_folder
 
     try:
         config = config_from_args(args)
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         args.loaded_client_app = load_client_app(args.client_app, args.verbose)
         done = resume_point(args, config)
         folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
-            Path(args.out) / (args.name or default_name(command, args, config)),
+            Path(args.out) / (check_run_name(args.name) or default_name(command, args, config)),
             args.overwrite, kind=command)
     except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 import statistics
@@ -66,6 +67,19 @@ def run_kind(path: Path) -> str | None:
     if (path / "steps.csv").is_file() or (path / "episodes.csv").is_file():
         return "train"
     return None
+
+
+def check_run_name(name: str) -> str:
+    """``name`` if it is one plain folder name, so the run folder is a child
+    of ``--out``; ValueError naming ``--name`` otherwise (a path separator,
+    ``.``/``..``, a NUL or a control character)."""
+    separators = {"/", os.sep, os.altsep or "/"}
+    if (name in (".", "..") or any(sep in name for sep in separators)
+            or any(ord(char) < 32 for char in name)):
+        raise ValueError(f"--name {name!r} is not a plain folder name, and a run writes "
+                         "only under --out; give a name without '/', '..' or control "
+                         "characters (or choose the parent with --out)")
+    return name
 
 
 def create_run_folder(path: Path, overwrite: bool, kind: str = "train") -> Path:

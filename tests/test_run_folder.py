@@ -101,3 +101,19 @@ def test_an_out_path_below_a_file_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("a file\n")
     one_line_exit_2(refused("--out", str(tmp_path / "plain" / "runs")),
                     "cannot write the run folder")
+
+
+@pytest.mark.parametrize("name", ["../escape", "/elsewhere/run", "sub/run", ".", "..",
+                                  "nul\0byte", "tab\tname"])
+def test_a_name_that_is_not_one_folder_is_refused_and_nothing_is_written(
+        tmp_path: Path, name: str) -> None:
+    """A run writes only under --out: --name is one plain folder name."""
+    out = tmp_path / "inside" / "runs"
+    one_line_exit_2(refused("--out", str(out), "--name", name), "not a plain folder name")
+    assert list(tmp_path.rglob("*")) == []  # neither --out nor anything beside it
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Path) -> None:
+    one_line_exit_2(refused("--out", str(tmp_path), "--name", "n" * 300),
+                    "File name too long")
+    assert list(tmp_path.iterdir()) == []
