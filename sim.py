@@ -194,14 +194,19 @@ def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
     return check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
 
 
-def check_inputs(config: HLConfig) -> None:
-    """Load the data and distances now, so bad input fails before any run."""
-    from hl_flower.data import check_partitions, load_dataset
+def check_inputs(config: HLConfig, verbose: bool = False) -> None:
+    """Load the task, its data and the distances now, so bad input fails
+    before any run (TaskError, DataError, DistanceError)."""
+    if not verbose:
+        import_tensorflow_quietly()  # the task builds its Keras model
+    from hl_flower import task
+    from hl_flower.data import check_partitions
     from hl_flower.distance import distance_matrix
 
-    dataset = load_dataset(config.dataset)
-    check_partitions(dataset, config.num_nodes, config.main_samples,
-                     config.other_samples, config.partition)
+    task.check_task(config)
+    if not task.has_own_partitions(config):
+        check_partitions(task.training_set(config), config.num_nodes, config.main_samples,
+                         config.other_samples, config.partition)
     distance_matrix(config)
 
 
@@ -229,7 +234,8 @@ def load_client_app(reference: str, verbose: bool):  # -> ClientApp
 
 def default_name(command: str, args: argparse.Namespace, config: HLConfig) -> str:
     """Run name from the command, preset, main settings and the time."""
-    dataset = config.dataset.replace("idx:", "idx-").replace("/", "_")
+    data = Path(config.task).stem if config.task else config.dataset
+    dataset = data.replace("idx:", "idx-").replace("/", "_").replace(".", "-")
     prefix = "" if command == "train" else f"{command}-"
     return (f"{prefix}{args.preset}-{dataset}-n{config.num_nodes}-k{config.k}"
             f"-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -308,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         methods = check_compare_args(args, command)
-        check_inputs(config)
+        check_inputs(config, args.verbose)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
         args.loaded_client_app = load_client_app(args.client_app, args.verbose)
         done = resume_point(args, config)
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
     episodes = f", {config.episodes} training episodes" if trains else ""
     resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""
-    print(f"{command} on {config.dataset}: {config.num_nodes} nodes, goal "
+    print(f"{command} on {config.task or config.dataset}: {config.num_nodes} nodes, goal "
           f"{config.goal}{episodes}{resumed}; writing {folder}")
     if agent is not None and (Path(args.policy) / BEST_FOLDER).is_dir():
         print(f"note: this is the run's final policy; {Path(args.policy) / BEST_FOLDER} "

@@ -31,11 +31,11 @@ from hl_flower.quiet import import_tensorflow_quietly, quiet_environment  # noqa
 quiet_environment(verbose=False)
 import_tensorflow_quietly()
 
+from hl_flower.client_app import node_partition, node_trainer  # noqa: E402
 from hl_flower.config import ConfigError, saved_config  # noqa: E402
-from hl_flower.data import load_partition, load_training_set  # noqa: E402
 from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
-from hl_flower.model import fresh_weights, shared_trainer  # noqa: E402
 from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
+from hl_flower.task import initial_weights  # noqa: E402
 
 
 def closed_form(holder: int, size: float, sign: float, nodes: int,
@@ -50,13 +50,10 @@ def closed_form(holder: int, size: float, sign: float, nodes: int,
 def one_update(config, node: int) -> tuple[np.ndarray, np.ndarray]:
     """(global, trained) flattened weights after one epoch on ``node`` from a
     fresh model."""
-    dataset = load_training_set(config.dataset)
-    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                             config.learning_rate)
-    start = fresh_weights(trainer.model, config.seed)
+    data = node_partition(config, node)
+    trainer = node_trainer(config, data)
+    start = initial_weights(config, config.seed)
     trainer.model.set_weights(start)
-    data = load_partition(dataset, node, config.num_nodes, config.main_samples,
-                          config.other_samples, config.partition, config.seed)
     trainer.fit_epochs(data.x, data.y, 1, config.batch_size, np.random.default_rng(0))
     return flatten_weights(start), flatten_weights(trainer.model.get_weights())
 

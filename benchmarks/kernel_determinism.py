@@ -54,14 +54,16 @@ def measure() -> dict[str, object]:
 
     from hl_flower import tf_setup  # noqa: F401  (pins unless HL_DETERMINISTIC=0)
     from hl_flower.config import preset
-    from hl_flower.data import load_partition, load_training_set
+    from hl_flower.data import load_partition
     from hl_flower.dqn import build_q_network
-    from hl_flower.model import LocalTrainer, build_node_model, fresh_weights
+    from hl_flower.image_sets import load_training_set
+    from hl_flower.model import LocalTrainer
+    from hl_flower.reference_task import build_node_model, fresh_weights
 
     dataset = load_training_set("mnist-5k")
     data = load_partition(dataset, 1, 10, 400, 100, "reference", 0)
     model = build_node_model(dataset.input_shape, dataset.num_classes)
-    trainer = LocalTrainer(model)
+    trainer = LocalTrainer(model, data.x)
     model.set_weights(fresh_weights(model, 3))
     started = time.perf_counter()
     for epoch in range(5):

@@ -52,14 +52,14 @@ from flwr.app import ArrayRecord, Context  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 
-from hl_flower.client_app import node_partition  # noqa: E402
+from hl_flower.client_app import node_partition, node_trainer  # noqa: E402
 from hl_flower.config import preset  # noqa: E402
-from hl_flower.data import load_dataset, one_hot  # noqa: E402
 from hl_flower.distance import distance_matrix  # noqa: E402
 from hl_flower.dqn import DQNAgent, q_values  # noqa: E402
 from hl_flower.evaluator import TestSetEvaluator, model_factory  # noqa: E402
-from hl_flower.model import build_node_model, shared_trainer  # noqa: E402
+from hl_flower.image_sets import load_dataset  # noqa: E402
 from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
+from hl_flower.reference_task import build_node_model  # noqa: E402
 from hl_flower.simulation import simulate  # noqa: E402
 from strategies import FedAvgBaseline, HomogeneousLearning, StepResult  # noqa: E402
 
@@ -74,9 +74,7 @@ def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[StepResult]
 
 def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[float]:
     """The same work as an HL step, in this process, without Flower."""
-    dataset = load_dataset(config.dataset)
-    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                             config.learning_rate)
+    trainer = node_trainer(config, node_partition(config, config.starter))
     evaluate = TestSetEvaluator(config)
     new_model = model_factory(config)
     rng = np.random.default_rng(0)
@@ -105,9 +103,7 @@ def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[fl
 
 def bare_fedavg_rounds(config, rounds: int) -> list[float]:
     """FedAvg's work per round (every node trains, average, evaluate), bare."""
-    dataset = load_dataset(config.dataset)
-    trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                             config.learning_rate)
+    trainer = node_trainer(config, node_partition(config, 0))
     evaluate = TestSetEvaluator(config)
     weights = model_factory(config)(0).to_numpy_ndarrays()
     rng = np.random.default_rng(0)
@@ -133,7 +129,8 @@ def reference_loop(config, agent: DQNAgent, episodes: int, steps: int
     """The reference's work per step (and per episode reset), re-created."""
     dataset = load_dataset(config.dataset)
     x_test = dataset.x_test
-    y_test = one_hot(dataset.y_test, dataset.num_classes)
+    one_hot = np.eye(dataset.num_classes, dtype=np.float32)  # the CNN's categorical loss
+    y_test = one_hot[dataset.y_test]
     rng = np.random.default_rng(0)
     step_times, reset_times = [], []
     for _ in range(episodes):
@@ -148,7 +145,7 @@ def reference_loop(config, agent: DQNAgent, episodes: int, steps: int
             started = time.perf_counter()
             node = int(rng.integers(config.num_nodes))
             data = node_partition(config, node)
-            clients[node].fit(data.x, data.y, epochs=1, batch_size=config.batch_size,
+            clients[node].fit(data.x, one_hot[data.y], epochs=1, batch_size=config.batch_size,
                               verbose=0)
             global_model.set_weights(clients[node].get_weights())
             stack = np.array([flatten_weights(c.get_weights()) for c in clients])

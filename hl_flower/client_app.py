@@ -8,6 +8,7 @@ deployment. Its copy of the policy lives in ``Context.state`` with a version.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -15,9 +16,12 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from . import tf_setup  # noqa: F401  (quiet TF before import)
+from . import (
+    task,
+    tf_setup,  # noqa: F401  (quiet TF before import)
+)
 from .config import HLConfig, from_flat
-from .data import Partition, load_partition, load_training_set
+from .data import Partition, load_partition
 from .dqn import choose_nodes, q_values
 from .messages import (
     ARRAYS,
@@ -34,7 +38,7 @@ from .messages import (
     STREAM_FIT,
     step_seed,
 )
-from .model import LocalTrainer, optimizer_state, set_optimizer_state, shared_trainer
+from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
 
@@ -52,18 +56,26 @@ def node_identity(context: Context) -> tuple[int, int]:
                          ) from None
 
 
-@functools.lru_cache(maxsize=128)  # ~1.5 MB each on mnist-5k
 def node_partition(config: HLConfig, node: int) -> Partition:
-    """This node's data (loaded once per process and node)."""
-    return load_partition(load_training_set(config.dataset), node, config.num_nodes,
-                          config.main_samples, config.other_samples,
-                          config.partition, config.seed)
+    """This node's data: the task's own ``load_partition``, else its slice of
+    the task's training set (loaded once per process, task and node)."""
+    return _node_partition(task.task_config(config), config.num_nodes, config.main_samples,
+                           config.other_samples, config.partition, config.seed, node)
 
 
-def node_trainer(config: HLConfig) -> LocalTrainer:
-    """The process's trainer for this run's dataset shape and learning rate."""
-    dataset = load_training_set(config.dataset)
-    return shared_trainer(dataset.input_shape, dataset.num_classes, config.learning_rate)
+@functools.lru_cache(maxsize=128)  # ~1.5 MB each on mnist-5k
+def _node_partition(settings: HLConfig, num_nodes: int, main: int, other: int,
+                    partition: str, seed: int, node: int) -> Partition:
+    config = dataclasses.replace(settings, num_nodes=num_nodes)
+    if task.has_own_partitions(config):
+        return Partition(*task.own_partition(config, node))
+    return load_partition(task.training_set(settings), node, num_nodes, main, other,
+                          partition, seed)
+
+
+def node_trainer(config: HLConfig, data: Partition) -> LocalTrainer:
+    """The process's trainer for this task and the node's kind of input."""
+    return task.shared_trainer(config, data.x)
 
 
 def _run_settings(message: Message) -> HLConfig:
@@ -159,7 +171,7 @@ def train(message: Message, context: Context) -> Message:
     step = message.content[STEP]
     started = time.perf_counter()
     data = node_partition(config, node)
-    trainer = node_trainer(config)
+    trainer = node_trainer(config, data)
     global_weights = message.content[ARRAYS].to_numpy_ndarrays()
     trainer.model.set_weights(global_weights)
     loss = _fit_local(trainer, data, config, context, step, node)
@@ -190,8 +202,7 @@ def identify(message: Message, context: Context) -> Message:
     if HL_CONFIG in message.content.config_records:
         config = _run_settings(message)
         if num_partitions == config.num_nodes and 0 <= node < num_partitions:
-            node_partition(config, node)
-            node_trainer(config).warm_up()
+            node_trainer(config, node_partition(config, node)).warm_up()
     metrics = MetricRecord({"partition-id": node, "num-partitions": num_partitions,
                             "policy-version": held_policy_version(context)})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)

@@ -1,4 +1,4 @@
-"""Every HL setting in one place, with the reference values from HL-SPEC.md.
+"""Every HL setting in one place, with the paper's reference values.
 
 The same settings travel three ways: as command-line flags of ``sim.py``
 (``--main-samples``), as Flower run-config keys in ``pyproject.toml``
@@ -29,8 +29,9 @@ class ConfigError(ValueError):
 class HLConfig:
     """All settings of an HL run. Defaults are the paper's reference values."""
 
-    # --- data and nodes ---
-    dataset: str = "mnist-5k"  # mnist-5k | digits | mnist | idx:<folder>
+    # --- task, data and nodes ---
+    task: str = ""  # module name or .py path of a task; "" = the reference CNN on --dataset
+    dataset: str = "mnist-5k"  # reference task: mnist-5k | digits | mnist | idx:<folder>
     partition: str = "reference"  # reference (paper slicing) | disjoint
     num_nodes: int = 10  # N
     main_samples: int = 400  # samples of the node's own class n % C
@@ -266,7 +267,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # replay minibatch, so the DQN trains from episode 2 and its greedy
     # choices show up.
     "quick": {"episodes": 12, "epsilon-decay": 0.25, "replay-batch": 32},
-    # Every reference setting of HL-SPEC.md (120 episodes: hours on a CPU).
+    # Every reference setting of the paper (120 episodes: hours on a CPU).
     "paper": {},
     # The reference design with the options that measurably helped
     # (docs/results.md): TD targets not divided by the matrix norm, and the

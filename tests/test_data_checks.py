@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from hl_flower.data import DataError, load_dataset
+from hl_flower.data import DataError
 from hl_flower.data_checks import checked_labels, images_in_unit_range
 from hl_flower.idx import write_idx
+from hl_flower.image_sets import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--nodes", "4", "--main-samples", "100", "--other-samples", "100",

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hl_flower.data import load_dataset, load_partition, load_test_set, load_training_set
+from hl_flower.data import load_partition
+from hl_flower.image_sets import load_dataset, load_test_set, load_training_set
 
 
 @pytest.mark.parametrize("name", ["digits", "mnist-5k"])

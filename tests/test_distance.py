@@ -1,4 +1,5 @@
-"""Communication distances and the HL reward (hl_flower.distance) against HL-SPEC.md."""
+"""Communication distances and the HL reward (hl_flower.distance) as the paper
+defines them."""
 
 from __future__ import annotations
 

@@ -1,16 +1,18 @@
-"""The node model and its trainer (hl_flower.model)."""
+"""The trainer of any compiled Keras classifier (hl_flower.model), on the
+reference CNN."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from hl_flower.model import LocalTrainer, build_node_model, optimizer_state
+from hl_flower.model import LocalTrainer, optimizer_state
+from hl_flower.reference_task import build_node_model
 
 SHAPE, CLASSES = (8, 8, 1), 3
 
 
 def _trainer() -> LocalTrainer:
-    return LocalTrainer(build_node_model(SHAPE, CLASSES, 1e-2))
+    return LocalTrainer(build_node_model(SHAPE, CLASSES, 1e-2), np.zeros((1, *SHAPE), np.float32))
 
 
 def _separable(count: int = 90) -> tuple[np.ndarray, np.ndarray]:
@@ -20,7 +22,7 @@ def _separable(count: int = 90) -> tuple[np.ndarray, np.ndarray]:
     x = rng.uniform(0, 0.2, (count, *SHAPE)).astype(np.float32)
     for i, label in enumerate(labels):
         x[i, :, label * 2:label * 2 + 3] += 0.8
-    return x, np.eye(CLASSES, dtype=np.float32)[labels]
+    return x, labels.astype(np.int64)
 
 
 def test_local_epochs_raise_accuracy() -> None:

@@ -11,8 +11,9 @@ import numpy as np
 from hl_flower.client_app import node_partition, node_trainer
 from hl_flower.config import from_flat
 from hl_flower.dqn import DQNAgent, q_values
-from hl_flower.model import fresh_weights, set_optimizer_state
+from hl_flower.model import set_optimizer_state
 from hl_flower.observation import flatten_weights, reference_observation
+from hl_flower.reference_task import fresh_weights
 
 SHIPPED = Path(__file__).resolve().parents[1] / "policies" / "mnist5k-n10-improved"
 
@@ -28,7 +29,7 @@ def test_shipped_policy_keeps_the_model_at_the_starter() -> None:
     config = from_flat(json.loads((SHIPPED / "config.json").read_text())).validate()
     agent = DQNAgent(config, seed=0)
     agent.load(SHIPPED)
-    trainer = node_trainer(config)
+    trainer = node_trainer(config, node_partition(config, config.starter))
     for seed in (201, 202, 203):
         start = fresh_weights(trainer.model, seed)
         trainer.model.set_weights(start)
