@@ -86,9 +86,14 @@ def import_task(reference: str) -> ModuleType:
 
 def _import_path(path: Path) -> ModuleType:
     """Import a task file under a name unique to its resolved path; its
-    folder goes on ``sys.path`` so that it can import its neighbours."""
+    folder goes on ``sys.path`` so that it can import its neighbours. A
+    relative path not found from the working directory is looked up in the
+    project (where ``flwr run`` installs the app)."""
+    given = path
+    if not path.is_absolute() and not path.is_file():  # e.g. flwr run's installed app
+        path = Path(__file__).resolve().parents[1] / path
     if not path.is_file():
-        raise TaskError(f"--task {path}: no such file; give the path of a .py file "
+        raise TaskError(f"--task {given}: no such file; give the path of a .py file "
                         "or a module name")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
@@ -295,8 +300,9 @@ def _shared_model(config: HLConfig) -> keras.Model:
 
 def model_classes(config: HLConfig) -> int:
     """C as the model sees it: the size of its output per sample."""
+    model = shared_model(config)
     try:
-        shape = shared_model(config).output_shape
+        shape = model.output_shape
     except (AttributeError, ValueError):
         raise TaskError(f"{_where(config, 'load_model')}: the model has no known output "
                         "shape; build it with keras.Input(shape=...) as its first layer "
