@@ -58,7 +58,7 @@ def _new_key() -> rsa.RSAPrivateKey:
 
 
 def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return builder.not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(
         now + datetime.timedelta(days=days))
 
