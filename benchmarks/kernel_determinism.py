@@ -81,11 +81,23 @@ def measure() -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def busy_cores(on: bool = True) -> Iterator[None]:
-    """A busy process per core while the block runs (if ``on``); the tests
-    use it too."""
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-               for _ in range(os.cpu_count() or 1)] if on else []
+def busy_cores(on: bool = True, cores: set[int] | None = None, nice: int = 0
+               ) -> Iterator[None]:
+    """A busy process per core while the block runs (if ``on``): on every
+    core, or one pinned to each of ``cores``, at priority ``nice`` (19: it
+    takes the time slices the run leaves, so it interleaves with the run
+    without halving it). The tests use it too."""
+    pinned = sorted(cores) if cores is not None else [None] * (os.cpu_count() or 1)
+
+    def pin(core: int | None):  # -> the child's pre-exec hook
+        def hook() -> None:
+            os.nice(nice)
+            if core is not None:
+                os.sched_setaffinity(0, {core})
+        return hook
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                preexec_fn=pin(core)) for core in pinned] if on else []
     try:
         yield
     finally:
