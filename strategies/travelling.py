@@ -27,6 +27,17 @@ from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
 from .replies import reply_problem
 
 
+def average_models(models: list[list[np.ndarray]], sizes: list[int]) -> list[np.ndarray]:
+    """Every array of ``models`` (non-trainable state such as BatchNorm's
+    statistics too) averaged as FedAvg averages it: weighted by the nodes'
+    sample counts ``sizes``. With equal counts that is the plain mean, and it
+    is computed as one (the reference's k > 1 figures depend on its rounding).
+    Each array keeps its dtype."""
+    equal = len(set(sizes)) == 1
+    return [(np.mean(layer, axis=0) if equal else np.average(layer, axis=0, weights=sizes)
+             ).astype(layer[0].dtype) for layer in zip(*models, strict=True)]
+
+
 class TravellingModel(EpisodeLoop, Strategy):
     """Base of the strategies whose model hops from node to node.
 
@@ -83,7 +94,8 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]
                         ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Adopt the holder's model (mean for k > 1) and pass on its metrics."""
+        """Adopt the holder's model (for k > 1 the nodes' models averaged,
+        see :func:`average_models`) and pass on its metrics."""
         by_partition = self._by_partition(
             self._checked(replies, expected=len(self.selected)))
         ordered = [by_partition[p] for p in self.selected]
@@ -91,8 +103,8 @@ class TravellingModel(EpisodeLoop, Strategy):
         if len(weights) == 1:
             arrays = ordered[0].content[ARRAYS]
         else:
-            arrays = ArrayRecord([np.mean(layer, axis=0)
-                                  for layer in zip(*weights, strict=True)])
+            arrays = ArrayRecord(average_models(
+                weights, [int(m.content[METRICS]["num-examples"]) for m in ordered]))
         node_metrics = [m.content[METRICS] for m in ordered]
         lead = node_metrics[0]
         metrics = MetricRecord({

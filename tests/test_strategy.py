@@ -87,3 +87,17 @@ def test_loaded_weights_get_their_own_policy_version(strategy: HomogeneousLearni
     strategy.refresh_policy_version()
     assert strategy.policy_version != fresh
     assert strategy.policy_version == policy_fingerprint(strategy.agent.get_weights())
+
+
+def test_k_models_are_averaged_as_fedavg_does_batchnorm_statistics_too() -> None:
+    from strategies.travelling import average_models
+
+    first = [np.array([[1.0, 2.0]], np.float32), np.array([0.0, 4.0], np.float32)]
+    second = [np.array([[3.0, 6.0]], np.float32), np.array([2.0, 8.0], np.float32)]
+    weighted = average_models([first, second], [100, 300])  # 1:3 by sample count
+    np.testing.assert_allclose(weighted[0], [[2.5, 5.0]])
+    np.testing.assert_allclose(weighted[1], [1.5, 7.0])  # e.g. a moving variance
+    equal = average_models([first, second], [50, 50])
+    assert all(a.dtype == np.float32 for a in weighted + equal)
+    assert all(np.array_equal(a, np.mean([f, s], axis=0))
+               for a, f, s in zip(equal, first, second, strict=True))
