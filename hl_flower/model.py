@@ -118,7 +118,10 @@ class LocalTrainer:
     def fit_epochs(self, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
                    rng: np.random.Generator) -> float:
         """Train ``epochs`` shuffled epochs on samples ``x`` (n, ...) and
-        integer labels ``y`` (n,); returns the last epoch's mean loss."""
+        integer labels ``y`` (n,); returns the last epoch's mean loss. The
+        order and any random layers (Dropout) draw from ``rng`` alone, so a
+        training is the same in any process, whatever ran there before."""
+        self._reseed_random_layers(rng)
         mean_loss = 0.0
         for _ in range(epochs):
             order = rng.permutation(len(x))
@@ -130,6 +133,14 @@ class LocalTrainer:
                 sizes.append(len(batch))
             mean_loss = float(np.average(losses, weights=sizes))
         return mean_loss
+
+    def _reseed_random_layers(self, rng: np.random.Generator) -> None:
+        """Set the state of every Keras seed generator of the model (Dropout's,
+        for one) from ``rng``; a model without them draws nothing from it."""
+        for variable in self.model.variables:
+            if variable.name == "seed_generator_state":
+                seed = int(rng.integers(1, 2**31 - 1))
+                variable.assign(np.array([seed, 0], dtype=variable.dtype))
 
     def accuracy(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1000) -> float:
         """Share of samples ``x`` (n, ...) whose most probable class is their

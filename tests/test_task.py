@@ -22,6 +22,7 @@ from sim_runner import refused
 from hl_flower import task
 from hl_flower.client_app import node_partition, node_trainer
 from hl_flower.config import HLConfig
+from hl_flower.model import set_optimizer_state
 
 TABULAR = '''
 import keras
@@ -122,6 +123,24 @@ def test_a_node_trains_the_task_model_on_its_partition(tmp_path: Path) -> None:
     names = [v.name for v in trainer.model.weights]
     moved = trainer.model.get_weights()[names.index("moving_mean")]
     assert not np.array_equal(moved, start[names.index("moving_mean")])
+
+
+def test_a_training_with_dropout_depends_on_its_seed_alone(tmp_path: Path) -> None:
+    """Dropout's masks come from the step's generator, not from what the
+    process trained before: the same start and seed give the same weights."""
+    config = config_for(write_task(tmp_path))
+    data = node_partition(config, 2)
+    trainer = node_trainer(config, data)
+
+    def trained(seed: int) -> list[np.ndarray]:
+        trainer.model.set_weights(task.initial_weights(config, 0))
+        set_optimizer_state(trainer.model, None)  # a fresh episode's Adam
+        trainer.fit_epochs(data.x, data.y, 1, 16, np.random.default_rng(seed))
+        return trainer.model.get_weights()
+
+    first, other, again = trained(5), trained(6), trained(5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
 
 
 def test_a_task_with_its_own_partitions_gives_each_node_its_data(tmp_path: Path) -> None:
