@@ -186,7 +186,7 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
             write_json(plan.folder / CONFIG_FILE, to_flat(cfg))
         runs, curves = run_comparison(grid, cfg, plan.agent, plan.methods, plan.seeds,
                                       plan.fedavg_fraction, on_run)
-        title = (f"{cfg.dataset}, {cfg.num_nodes} nodes, goal {cfg.goal}, "
+        title = (f"{cfg.task or cfg.dataset}, {cfg.num_nodes} nodes, goal {cfg.goal}, "
                  f"seeds {', '.join(map(str, plan.seeds))}")
         plan.table = write_report(plan.folder, plan.stem, runs, curves, title)
         plot_comparison(runs, curves, cfg.goal, cfg.max_steps, plan.folder, plan.stem)
