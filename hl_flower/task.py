@@ -202,6 +202,13 @@ def _arrays(value: Any, function: str, config: HLConfig) -> tuple[np.ndarray, np
     return x, y.astype(np.int64)
 
 
+def _returned_arrays(config: HLConfig, function: str, *args: Any
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The checked ``(x, y)`` that the task's ``function(*args)`` returns."""
+    return _arrays(call_task(import_task(task_name(config)), function, config, *args),
+                   function, config)
+
+
 def training_set(config: HLConfig) -> Dataset:
     """The task's training set (the nodes' side; no test arrays), checked:
     labels 0..C-1 with every class present. Loaded once per process and task."""
@@ -211,22 +218,11 @@ def training_set(config: HLConfig) -> Dataset:
 @functools.lru_cache(maxsize=4)
 def _training_set(config: HLConfig) -> Dataset:
     from .data import Dataset
+    from .data_checks import checked_labels
 
-    function = "load_training_set"
-    x, y = _arrays(call_task(import_task(task_name(config)), function, config),
-                   function, config)
-    present = np.unique(y)
-    where = _where(config, function)
-    if len(present) < 2:
-        raise TaskError(f"{where}: the labels hold {len(present)} class; HL needs 2 or more")
-    if present[0] == 1 and present[-1] == len(present):
-        raise TaskError(f"{where}: labels run 1..{len(present)}, expected "
-                        f"0..{len(present) - 1}: subtract 1 from every label")
-    if len(present) != present[-1] + 1:
-        raise TaskError(f"{where}: labels go up to {present[-1]} but only {len(present)} "
-                        "classes have samples; every class 0..C-1 needs training samples: "
-                        "renumber the classes consecutively from 0")
-    return Dataset(x, y, x[:0].copy(), y[:0].copy(), len(present))
+    x, y = _returned_arrays(config, "load_training_set")
+    y, _ = checked_labels(y, y[:0], _where(config, "load_training_set"))
+    return Dataset(x, y, x[:0].copy(), y[:0].copy(), int(y.max()) + 1)
 
 
 def test_set(config: HLConfig) -> Dataset:
@@ -239,11 +235,9 @@ def test_set(config: HLConfig) -> Dataset:
 def _test_set(config: HLConfig) -> Dataset:
     from .data import Dataset
 
-    function = "load_test_set"
-    x, y = _arrays(call_task(import_task(task_name(config)), function, config),
-                   function, config)
+    x, y = _returned_arrays(config, "load_test_set")
     classes = model_classes(config)
-    _check_labels(y, classes, _where(config, function))
+    _check_labels(y, classes, _where(config, "load_test_set"))
     return Dataset(x[:0].copy(), y[:0].copy(), x, y, classes)
 
 
@@ -262,10 +256,8 @@ def has_own_partitions(config: HLConfig) -> bool:
 def own_partition(config: HLConfig, node: int) -> tuple[np.ndarray, np.ndarray]:
     """Node ``node``'s ``(x, y)`` from the task's ``load_partition``, checked
     against the model's classes."""
-    function = "load_partition"
-    x, y = _arrays(call_task(import_task(task_name(config)), function, config,
-                             node, config.num_nodes), function, config)
-    _check_labels(y, model_classes(config), _where(config, function))
+    x, y = _returned_arrays(config, "load_partition", node, config.num_nodes)
+    _check_labels(y, model_classes(config), _where(config, "load_partition"))
     return x, y
 
 
