@@ -250,3 +250,36 @@ def test_sim_py_trains_and_compares_on_a_users_task(tmp_path: Path) -> None:
     summary = read_csv(tmp_path / "runs" / "cmp" / "compare.csv")
     assert {"HL-greedy", "Standalone", "FedAvg"} <= {r["method"] for r in summary}
     assert all(float(r["accuracy_mean"]) > 0.8 for r in summary), summary
+
+
+@pytest.mark.slow
+def test_flwr_run_trains_the_example_task_as_sim_py_does(tmp_path: Path) -> None:
+    """``flwr run`` through the simulation engine (a local SuperLink that
+    ``flwr`` starts, stopped at the end) on examples/breast_cancer: the task
+    is found from the installed app, and its first episode equals sim.py's."""
+    from deploy.cli import flower_executable
+    from deploy.local import LocalProcess, environment
+
+    settings = {"task": "examples/breast_cancer/task.py", "num-nodes": 4,
+                "main-samples": 60, "other-samples": 30, "goal": 0.9, "episodes": 1}
+    run_dir = tmp_path / "flwr"
+    config = " ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
+                      for key, value in (settings | {"run-dir": str(run_dir)}).items())
+    run = LocalProcess("flwr-run", [
+        flower_executable("flwr"), "run", str(ROOT), "--stream", "--federation-config",
+        "num-supernodes=4", "--run-config", config], tmp_path / "flwr-run.log",
+        environment(tmp_path / "flwr-home"), cwd=tmp_path)
+    try:
+        assert run.wait_for_exit(300) == 0, run.tail(40)
+    finally:
+        run.stop()  # with the local SuperLink it started (same family tag)
+    assert run.family() == []
+    done = run_sim(*[arg for key, value in settings.items() if key != "episodes"
+                     for arg in (f"--{'nodes' if key == 'num-nodes' else key}", str(value))],
+                   "--episodes", "1", "--out", str(tmp_path), "--name", "sim")
+    assert done.returncode == 0, done.stderr[-3000:]
+    flwr_steps, sim_steps = (read_csv(folder / "steps.csv")
+                             for folder in (run_dir, tmp_path / "sim"))
+    assert [(r["holder"], r["accuracy"]) for r in flwr_steps] == \
+        [(r["holder"], r["accuracy"]) for r in sim_steps]
+    assert float(flwr_steps[-1]["accuracy"]) >= 0.9
