@@ -253,9 +253,10 @@ def simulate(args: argparse.Namespace, config: HLConfig, server_app) -> None:
 
 
 def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
-        methods: list[str], agent, done: int = 0) -> tuple[str, str | None]:
-    """Train, compare or evaluate; returns the closing text and why the run
-    stopped early (None when it did not)."""
+        methods: list[str], agent, done: int = 0) -> tuple[str, str | None, dict]:
+    """Train, compare or evaluate; returns the closing text, why the run
+    stopped early (None when it did not) and a training run's summary
+    (what summary.json holds; empty for compare and eval)."""
     if not args.verbose:
         import_tensorflow_quietly()
     from hl_flower.compare import ComparePlan, describe_run, evaluation_seeds, make_compare_app
@@ -272,7 +273,7 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
                                                    progress.on_episode, summary,
                                                    resume=bool(args.resume),
                                                    on_validation=progress.on_validation))
-        return progress.summary_line(), summary.get("stopped")
+        return progress.summary_line(), summary.get("stopped"), summary
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
                        stem=command, agent=agent,
                        fedavg_fraction=getattr(args, "fedavg_fraction", 1.0))
@@ -281,20 +282,15 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
             plan, progress.on_step, progress.on_episode,
             on_run=lambda r: print(describe_run(r), flush=True),
             on_validation=progress.on_validation))
-    return plan.table, plan.stopped
+    return plan.table, plan.stopped, {}
 
 
-def stop_advice(command: str, stopped: str, folder: Path) -> str:
+def stop_advice(command: str, stopped: str, folder: Path, summary: dict) -> str:
     """After a run stopped early: --resume where it can help (the nodes did
-    not answer), else where the failures' tracebacks are."""
-    import json
-
+    not answer, by the run's ``summary``), else where the failures'
+    tracebacks are."""
     from hl_flower.runlog import RUN_LOG, resume_can_help
 
-    try:
-        summary = json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        summary = {}
     if command != "train":
         return f"; the causes are in {folder / RUN_LOG}"
     if resume_can_help(stopped, summary):
@@ -337,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if agent is not None and (Path(args.policy) / BEST_FOLDER).is_dir():
         print(f"note: this is the run's final policy; {Path(args.policy) / BEST_FOLDER} "
               "holds its best validated one")
-    text, stopped = run(command, args, config, folder, methods, agent, done)
+    text, stopped, summary = run(command, args, config, folder, methods, agent, done)
     print(text)
     from hl_flower.interrupt import interrupted
 
@@ -348,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if stopped:
         print(f"error: the run stopped early: {stopped}; the logs so far are in "
-              f"{folder}{stop_advice(command, stopped, folder)}", file=sys.stderr)
+              f"{folder}{stop_advice(command, stopped, folder, summary)}", file=sys.stderr)
         return 1
     return 0
 
