@@ -52,7 +52,7 @@ def one_update(config, node: int) -> tuple[np.ndarray, np.ndarray]:
     fresh model."""
     data = node_partition(config, node)
     trainer = node_trainer(config, data)
-    start = initial_weights(config, config.seed)
+    start = initial_weights(config, config.seed, data.x)
     trainer.model.set_weights(start)
     trainer.fit_epochs(data.x, data.y, 1, config.batch_size, np.random.default_rng(0))
     return flatten_weights(start), flatten_weights(trainer.model.get_weights())

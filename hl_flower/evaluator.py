@@ -37,8 +37,10 @@ def model_factory(config: HLConfig) -> Callable[[int], ArrayRecord]:
     """Fresh seeded initial model for each episode (the task's own
     initialisers; see :func:`hl_flower.task.initial_weights`)."""
 
+    sample = test_set(config).x_test[:1]
+
     def new_model(episode: int) -> ArrayRecord:
         seed = int(np.random.SeedSequence([config.seed, episode, 0]).generate_state(1)[0])
-        return ArrayRecord(initial_weights(config, seed))
+        return ArrayRecord(initial_weights(config, seed, sample))
 
     return new_model

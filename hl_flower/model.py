@@ -77,8 +77,8 @@ class LocalTrainer:
 
         self.model = model
         loss_fn, one_hot = training_loss(model)
-        classes = int(model.output_shape[-1])
-        self._blank = np.zeros((1, *sample.shape[1:]), sample.dtype)
+        classes = int(np.asarray(model(sample[:1], training=False)).shape[-1])
+        self._blank = np.zeros((2, *sample.shape[1:]), sample.dtype)  # 2: no broadcasting
         spec = (tf.TensorSpec((None, *sample.shape[1:]), tf.as_dtype(sample.dtype)),
                 tf.TensorSpec((None,), tf.int64))
 
@@ -104,13 +104,13 @@ class LocalTrainer:
         self._warm = False
 
     def warm_up(self) -> None:
-        """Trace the training step now (one blank sample), so the first real
+        """Trace the training step now (two blank samples), so the first real
         step does not pay for it; weights are kept and the optimizer's slots
         zeroed (every local training sets both anyway)."""
         if self._warm:
             return
         weights = self.model.get_weights()
-        self._train_batch(self._blank, np.zeros(1, np.int64))
+        self._train_batch(self._blank, np.zeros(len(self._blank), np.int64))
         self.model.set_weights(weights)
         set_optimizer_state(self.model, None)
         self._warm = True

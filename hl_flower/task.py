@@ -35,6 +35,7 @@ import importlib
 import importlib.util
 import inspect
 import random
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -69,14 +70,21 @@ def import_task(reference: str) -> ModuleType:
 
     Raises TaskError when it cannot be imported or lacks a required function.
     """
+    as_path = reference.endswith(".py") or "/" in reference or Path(reference).exists()
     try:
-        module = (_import_path(Path(reference)) if reference.endswith(".py")
+        module = (_import_path(Path(reference)) if as_path
                   else importlib.import_module(reference))
     except TaskError:
         raise
+    except ModuleNotFoundError as err:
+        if not as_path and err.name and reference.startswith(err.name):
+            raise TaskError(f"--task {reference}: no module of that name; give a module "
+                            "name or the path of a .py file") from None
+        raise TaskError(f"--task {reference}: importing it failed ({err}); install what "
+                        "it imports") from None
     except Exception as err:  # noqa: BLE001 - any import failure is the task's
-        raise TaskError(f"--task {reference}: cannot import it ({type(err).__name__}: "
-                        f"{err}); give a module name or the path of a .py file") from None
+        raise TaskError(f"--task {reference}: importing it failed ({type(err).__name__}: "
+                        f"{err}); fix the task's code") from None
     missing = [name for name in REQUIRED if not callable(getattr(module, name, None))]
     if missing:
         raise TaskError(f"--task {reference} defines no {', '.join(f'{m}()' for m in missing)}"
@@ -90,10 +98,15 @@ def _import_path(path: Path) -> ModuleType:
     relative path not found from the working directory is looked up in the
     project (where ``flwr run`` installs the app)."""
     given = path
-    if not path.is_absolute() and not path.is_file():  # e.g. flwr run's installed app
+    if path.is_dir():
+        raise TaskError(f"--task {given} is a folder; give the path of its task's .py file")
+    if not path.is_absolute() and not path.exists():  # e.g. flwr run's installed app
         path = Path(__file__).resolve().parents[1] / path
     if not path.is_file():
         raise TaskError(f"--task {given}: no such file; give the path of a .py file "
+                        "or a module name")
+    if path.suffix != ".py":
+        raise TaskError(f"--task {given} is not a .py file; give the path of a .py file "
                         "or a module name")
     resolved = path.resolve()
     digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:10]
@@ -122,6 +135,10 @@ def _keyword_names(function: Callable[..., Any], skip: int = 0) -> list[str]:
 
 
 POSITIONAL = {"load_partition": 2, "initial_weights": 2}  # arguments HL passes itself
+SIGNATURES = {"load_model": "load_model()", "load_training_set": "load_training_set()",
+              "load_test_set": "load_test_set()",
+              "load_partition": "load_partition(partition_id, num_partitions)",
+              "initial_weights": "initial_weights(model, seed)"}
 
 
 def task_config(config: HLConfig) -> HLConfig:
@@ -156,8 +173,10 @@ def call_task(module: ModuleType, function: str, config: HLConfig, *args: Any) -
     except TaskError:
         raise
     except Exception as err:  # noqa: BLE001 - the user's code failed: one line
+        called = (f" (HL calls it as {SIGNATURES[function]})"
+                  if isinstance(err, TypeError) and function in SIGNATURES else "")
         raise TaskError(f"--task {task_name(config)}: {function}() raised "
-                        f"{type(err).__name__}: {err}") from None
+                        f"{type(err).__name__}: {_first_line(err)}{called}") from None
 
 
 def _where(config: HLConfig, function: str) -> str:
@@ -192,6 +211,9 @@ def _arrays(value: Any, function: str, config: HLConfig) -> tuple[np.ndarray, np
     whole = np.issubdtype(y.dtype, np.integer) or (
         np.issubdtype(y.dtype, np.floating) and np.isfinite(y).all()
         and bool((y == np.round(y)).all()))
+    if y.dtype.kind in "USO":
+        raise TaskError(f"{where}: y holds text or objects, not numbers; map the labels "
+                        "to integers 0..C-1 (for example with scikit-learn's LabelEncoder)")
     if not whole:
         raise TaskError(f"{where}: y holds {y.dtype} values that are not whole numbers; "
                         "give integer labels 0..C-1")
@@ -236,7 +258,7 @@ def _test_set(config: HLConfig) -> Dataset:
     from .data import Dataset
 
     x, y = _returned_arrays(config, "load_test_set")
-    classes = model_classes(config)
+    classes = model_classes(config, x)
     _check_labels(y, classes, _where(config, "load_test_set"))
     return Dataset(x[:0].copy(), y[:0].copy(), x, y, classes)
 
@@ -257,7 +279,7 @@ def own_partition(config: HLConfig, node: int) -> tuple[np.ndarray, np.ndarray]:
     """Node ``node``'s ``(x, y)`` from the task's ``load_partition``, checked
     against the model's classes."""
     x, y = _returned_arrays(config, "load_partition", node, config.num_nodes)
-    _check_labels(y, model_classes(config), _where(config, "load_partition"))
+    _check_labels(y, model_classes(config, x), _where(config, "load_partition"))
     return x, y
 
 
@@ -290,19 +312,29 @@ def _shared_model(config: HLConfig) -> keras.Model:
     return new_model(config)
 
 
-def model_classes(config: HLConfig) -> int:
-    """C as the model sees it: the size of its output per sample."""
+def model_classes(config: HLConfig, sample: np.ndarray) -> int:
+    """C as the model sees it: the size of its output per sample, from its
+    output shape or, for a subclassed model, from its output on ``sample``
+    (inputs (n, ...))."""
     model = shared_model(config)
     try:
-        shape = model.output_shape
-    except (AttributeError, ValueError):
-        raise TaskError(f"{_where(config, 'load_model')}: the model has no known output "
-                        "shape; build it with keras.Input(shape=...) as its first layer "
-                        "or call model.build(...)") from None
-    if not isinstance(shape, tuple) or len(shape) != 2 or not shape[1]:
+        shape = tuple(model.output_shape)
+    except (AttributeError, ValueError, TypeError):
+        shape = _output_on(model, sample[:2], config).shape
+    if len(shape) != 2 or not shape[1]:
         raise TaskError(f"{_where(config, 'load_model')}: the model's output has shape "
                         f"{shape}; give one output of shape (batch, C), one unit per class")
     return int(shape[1])
+
+
+def _output_on(model: keras.Model, sample: np.ndarray, config: HLConfig) -> np.ndarray:
+    """The model's output on ``sample``; TaskError if it cannot take it."""
+    try:
+        return np.asarray(model(sample, training=False))
+    except Exception as err:  # noqa: BLE001 - the model does not fit the data
+        raise TaskError(f"{_where(config, 'load_model')}: the model cannot take samples "
+                        f"of shape {sample.shape[1:]} ({type(err).__name__}: "
+                        f"{_first_line(err)}); match its input to the data") from None
 
 
 def compiled_model(config: HLConfig, sample: np.ndarray) -> keras.Model:
@@ -325,16 +357,22 @@ def compiled_model(config: HLConfig, sample: np.ndarray) -> keras.Model:
     return model
 
 
-def initial_weights(config: HLConfig, seed: int) -> list[np.ndarray]:
+def initial_weights(config: HLConfig, seed: int, sample: np.ndarray) -> list[np.ndarray]:
     """An episode's fresh weights, reproducible from ``seed``: the task's
     ``initial_weights(model, seed)``, else those of a new ``load_model()``
-    whose unseeded initialisers draw from ``seed``."""
+    whose unseeded initialisers draw from ``seed`` (built on ``sample``,
+    inputs (n, ...), if it has no weights before its first call)."""
     module = import_task(task_name(config))
     model = shared_model(config)
+    if not model.weights:
+        _output_on(model, sample[:1], config)
     if callable(getattr(module, "initial_weights", None)):
         weights = call_task(module, "initial_weights", config, model, seed)
     else:
-        weights = new_model(config, seed).get_weights()
+        fresh = new_model(config, seed)
+        if not fresh.weights:  # a subclassed model builds on its first call
+            _output_on(fresh, sample[:1], config)
+        weights = fresh.get_weights()
     current = model.get_weights()
     if [tuple(np.shape(w)) for w in weights] != [w.shape for w in current]:
         raise TaskError(f"--task {task_name(config)}: the fresh weights do not match the "
@@ -349,11 +387,11 @@ def check_task(config: HLConfig) -> None:
     unit per class), its fresh weights and, where the task has them, every
     node's own partition. Raises TaskError naming the function and the fix."""
     train = training_set(config)
-    classes = train.num_classes
-    if model_classes(config) != classes:
-        raise TaskError(f"{_where(config, 'load_model')}: the model has "
-                        f"{model_classes(config)} outputs per sample, the training set "
-                        f"{classes} classes; give it one output unit per class")
+    classes, outputs = train.num_classes, model_classes(config, train.x_train)
+    if outputs != classes:
+        raise TaskError(f"{_where(config, 'load_model')}: the model has {outputs} outputs "
+                        f"per sample, the training set {classes} classes; give it one "
+                        "output unit per class")
     test = test_set(config)
     checked = [("load_test_set", test.x_test)]
     if has_own_partitions(config):
@@ -364,15 +402,23 @@ def check_task(config: HLConfig) -> None:
             raise TaskError(f"{_where(config, function)} gives samples of shape "
                             f"{x.shape[1:]}, load_training_set() {train.input_shape}; "
                             "make them match")
-    model = shared_model(config)
+    _output_on(shared_model(config), train.x_train[:8], config)
+    trainer = shared_trainer(config, train.x_train)
     try:
-        model(train.x_train[:8], training=False)
-    except Exception as err:  # noqa: BLE001 - the model does not fit the data
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise TaskError(f"{_where(config, 'load_model')}: the model cannot take samples "
-                        f"of shape {train.input_shape} ({type(err).__name__}: {first}); "
-                        "match its input to the data") from None
-    initial_weights(config, 0)
+        trainer.warm_up()  # one training step on a blank sample; weights kept
+    except Exception as err:  # noqa: BLE001 - the loss does not fit the model or labels
+        raise TaskError(f"{_where(config, 'load_model')}: one training step fails with "
+                        f"its loss ({type(err).__name__}: {_first_line(err)}); the loss "
+                        "must take integer labels (n,) and the model's output (n, C), "
+                        "or leave the model uncompiled") from None
+    initial_weights(config, 0, train.x_train)
+
+
+def _first_line(err: Exception) -> str:
+    """An error's message without TensorFlow's graph-node decorations."""
+    text = re.sub(r"\{\{[^}]*\}\}|\[\[[^\]]*\]\]|\[Op:[^\]]*\]", "", str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 _TRAINERS: dict[tuple, LocalTrainer] = {}
@@ -388,5 +434,6 @@ def shared_trainer(config: HLConfig, sample: np.ndarray) -> LocalTrainer:
         try:
             _TRAINERS[key] = LocalTrainer(compiled_model(config, sample), sample)
         except ValueError as err:
-            raise TaskError(f"{_where(config, 'load_model')}: {err}") from None
+            raise TaskError(f"{_where(config, 'load_model')}: {err}; compile it with one "
+                            "loss, or leave it uncompiled") from None
     return _TRAINERS[key]
