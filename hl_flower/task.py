@@ -346,7 +346,7 @@ def compiled_model(config: HLConfig, sample: np.ndarray) -> keras.Model:
 
     model = shared_model(config)
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        output = np.asarray(model(sample[:16], training=False))
+        output = _output_on(model, sample[:16], config)
         probabilities = bool((output >= 0).all()
                              and np.allclose(output.sum(axis=1), 1.0, atol=1e-3))
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
