@@ -24,6 +24,7 @@ from hl_flower.quiet import import_tensorflow_quietly, quiet_environment
 
 quiet_environment(verbose="--verbose" in sys.argv)
 
+from hl_flower.best_policy import BEST_FOLDER  # noqa: E402
 from hl_flower.config import (  # noqa: E402
     CONFIG_FILE,
     FLAG_ALIASES,
@@ -36,7 +37,6 @@ from hl_flower.config import (  # noqa: E402
 )
 from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
 from hl_flower.settings_help import SETTING_HELP  # noqa: E402
-from hl_flower.validation import BEST_FOLDER  # noqa: E402
 
 COMMANDS = ("train", "compare", "eval")
 
@@ -260,7 +260,7 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
     if not args.verbose:
         import_tensorflow_quietly()
     from hl_flower.compare import ComparePlan, describe_run, evaluation_seeds, make_compare_app
-    from hl_flower.progress import ConsoleProgress
+    from hl_flower.progress_bar import ConsoleProgress
     from hl_flower.runlog import RUN_LOG
     from hl_flower.server_app import make_server_app
 

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hl_flower.config import ConfigError, HLConfig, from_flat, saved_config  # noqa: E402
-from hl_flower.distance import configured_reward  # noqa: E402
 from hl_flower.report import mean_std, report_csv  # noqa: E402
+from hl_flower.reward import configured_reward  # noqa: E402
 
 
 def episode_return(config: HLConfig, steps: list[dict[str, str]]) -> float:

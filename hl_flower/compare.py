@@ -26,6 +26,7 @@ from strategies import (
 )
 from strategies.episodes import EpisodeCallback, EpisodeLoop, StepCallback
 
+from .best_policy import Validation, policy_folder
 from .config import CONFIG_FILE, HLConfig, to_flat
 from .distance import distance_matrix
 from .dqn import DQNAgent
@@ -35,7 +36,6 @@ from .plots import plot_comparison
 from .report import write_report
 from .runlog import logging_into, write_json
 from .server_app import greedy_policy, run_hl
-from .validation import Validation, policy_folder
 
 
 @dataclass(frozen=True)

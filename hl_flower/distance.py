@@ -71,30 +71,3 @@ def distance_matrix(config: HLConfig) -> np.ndarray:
     if config.distance_file:
         return load_distance(config.distance_file, config.num_nodes)
     return reference_distance(config.num_nodes, config.distance_seed)
-
-
-def step_reward(accuracy: float, goal: float, hop_cost: float,
-                base: float = 32.0) -> float:
-    """HL reward: base^(accuracy - goal) - hop_cost - 1."""
-    return base ** (accuracy - goal) - hop_cost - 1.0
-
-
-def gain_reward(accuracy: float, previous_accuracy: float, hop_cost: float,
-                weight: float) -> float:
-    """Accuracy-gain reward: weight * (accuracy - previous_accuracy) - hop_cost - 1.
-
-    Over an episode the gains add up to ``weight`` times the final accuracy
-    (the model before step 1 counts as 0), so the return is the final
-    accuracy's worth minus the communication cost and the steps taken. The
-    reference reward instead adds ``base^(accuracy - goal)`` at every step,
-    which pays for a high accuracy along the way rather than at the end.
-    """
-    return weight * (accuracy - previous_accuracy) - hop_cost - 1.0
-
-
-def configured_reward(config: HLConfig, accuracy: float, previous_accuracy: float,
-                      hop_cost: float) -> float:
-    """The reward ``config.reward`` names for one step."""
-    if config.reward == "gain":
-        return gain_reward(accuracy, previous_accuracy, hop_cost, config.gain_weight)
-    return step_reward(accuracy, config.goal, hop_cost, config.reward_base)

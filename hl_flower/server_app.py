@@ -20,6 +20,13 @@ from flwr.serverapp import Grid, ServerApp
 from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
+from .best_policy import (
+    BestPolicy,
+    Validation,
+    describe_validation,
+    next_stop,
+    validation_seeds,
+)
 from .checkpoint import load_latest, save_checkpoint
 from .config import CONFIG_FILE, HLConfig, from_flat, to_flat
 from .distance import distance_matrix
@@ -27,13 +34,6 @@ from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
 from .plots import plot_last_episode, plot_training
 from .runlog import RunRecorder, create_run_folder, logging_into, write_json
-from .validation import (
-    BestPolicy,
-    Validation,
-    describe_validation,
-    next_stop,
-    validation_seeds,
-)
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
@@ -44,7 +44,7 @@ def run_hl(grid: Grid, config: HLConfig, folder: Path,
     """Train HL for ``config.episodes`` episodes, logging into ``folder``;
     with ``resume``, continue from the folder's last good checkpoint. With
     ``config.validate_every``, validate the greedy policy on the way and keep
-    the best one (:mod:`hl_flower.validation`); ``on_validation`` sees each
+    the best one (:mod:`hl_flower.best_policy`); ``on_validation`` sees each
     validation and whether it was the best so far."""
     with logging_into(folder):
         return _run_hl(grid, config, folder, on_step, on_episode, resume, on_validation)

@@ -21,8 +21,8 @@ from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
 from hl_flower.config import HLConfig
-from hl_flower.distance import configured_reward
 from hl_flower.prompt_delivery import tune_grid
+from hl_flower.reward import configured_reward
 
 from .errors import NodeFailure, RunInterrupted  # noqa: F401  (re-exported)
 from .metered_grid import MeteredGrid, Traffic

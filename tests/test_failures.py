@@ -28,7 +28,7 @@ from hl_flower.distance import reference_distance
 from hl_flower.drills import app as drill_app
 from hl_flower.drills import parse_drills
 from hl_flower.evaluator import TestSetEvaluator, model_factory
-from hl_flower.progress import describe_failure
+from hl_flower.progress_bar import describe_failure
 from hl_flower.quiet import TerminalFilter
 from hl_flower.runlog import resume_can_help
 from hl_flower.server_app import run_hl

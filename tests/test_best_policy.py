@@ -1,4 +1,4 @@
-"""Greedy validation during training (hl_flower.validation): schedule, ranking,
+"""Greedy validation during training (hl_flower.best_policy): schedule, ranking,
 the validation log and the best policy kept in ``best/``, resuming."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hl_flower.config import ConfigError, HLConfig, saved_config
-from hl_flower.dqn import DQNAgent
-from hl_flower.validation import (
+from hl_flower.best_policy import (
     BEST_FOLDER,
     VALIDATION_CSV,
     BestPolicy,
@@ -22,6 +20,8 @@ from hl_flower.validation import (
     validation_due,
     validation_seeds,
 )
+from hl_flower.config import ConfigError, HLConfig, saved_config
+from hl_flower.dqn import DQNAgent
 
 CONFIG = HLConfig(num_nodes=3, pca_components=2, dqn_hidden_1=8, dqn_hidden_2=4,
                   episodes=7, validate_every=3, validation_seeds=2)

@@ -12,11 +12,11 @@ from tqdm import tqdm
 if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
 
-    from .validation import Validation
+    from .best_policy import Validation
 
 
+from .best_policy import describe_validation
 from .config import HLConfig
-from .validation import describe_validation
 
 
 class ConsoleProgress:
