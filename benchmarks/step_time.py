@@ -174,7 +174,7 @@ def hl_step_times(episodes: int, steps: int) -> dict[str, list[float]]:
     @server_app.main()
     def run(grid: Grid, context: Context) -> None:
         agent = DQNAgent(config, seed=0)
-        hl = HomogeneousLearning(config, agent, distance_matrix(config))
+        hl = HomogeneousLearning.from_config(config, distance_matrix(config), agent=agent)
         results["hl"] = [s.time_step for s in timed_steps(hl, grid, config, episodes)]
         results["hl_bare"] = bare_hl_steps(config, agent, episodes, steps)
 
@@ -233,7 +233,7 @@ def main() -> None:
     @server_app.main()
     def run(grid: Grid, context: Context) -> None:
         agent = DQNAgent(config, seed=0)
-        hl = HomogeneousLearning(config, agent, distance_matrix(config))
+        hl = HomogeneousLearning.from_config(config, distance_matrix(config), agent=agent)
         steps = timed_steps(hl, grid, config, args.episodes)
         results["hl"] = [s.time_step for s in steps]
         parts.update({
@@ -243,7 +243,7 @@ def main() -> None:
             "the rest: messages, serialisation, scheduling": [
                 s.time_step - s.time_train - s.time_observe - s.time_evaluate
                 for s in steps]})
-        fedavg = FedAvgBaseline(config.replace(max_steps=args.fedavg_rounds))
+        fedavg = FedAvgBaseline.from_config(config.replace(max_steps=args.fedavg_rounds))
         results["fedavg"] = [s.time_step for s in timed_steps(fedavg, grid, config, 1)]
         results["hl_bare"] = bare_hl_steps(config, agent, args.episodes, args.steps)
         results["fedavg_bare"] = bare_fedavg_rounds(config, args.fedavg_rounds)

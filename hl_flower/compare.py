@@ -80,9 +80,8 @@ def method_strategy(method: str, config: HLConfig, agent: DQNAgent | None,
             raise ValueError("HL-greedy needs a trained policy")
         return greedy_policy(config, agent)
     if method == FEDAVG:
-        return FedAvgBaseline(config, fedavg_fraction)
-    hop_config = dataclasses.replace(config, k=1)  # the rules move one node
-    return HOP_BASELINES[method](hop_config, distance_matrix(hop_config))
+        return FedAvgBaseline.from_config(config, fedavg_fraction)
+    return HOP_BASELINES[method].from_config(config, distance_matrix(config))
 
 
 class CurveRecorder:

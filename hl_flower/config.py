@@ -177,9 +177,7 @@ class HLConfig:
     def observation_size(self) -> int:
         """Length of the DQN input vector: N x pca_components (reference) or
         the progress features (see :mod:`hl_flower.progress_observation`)."""
-        if self.observation == "progress":
-            return PROGRESS_PER_NODE * self.num_nodes + PROGRESS_GLOBAL
-        return self.num_nodes * self.pca_components
+        return observation_size(self.observation, self.num_nodes, self.pca_components)
 
 
 # Features of the ``progress`` observation: per node (holder, visits, steps
@@ -187,6 +185,13 @@ class HLConfig:
 # step, size of the holder's update).
 PROGRESS_PER_NODE = 4
 PROGRESS_GLOBAL = 3
+
+
+def observation_size(observation: str, num_nodes: int, pca_components: int) -> int:
+    """Length of the DQN's input for the ``observation`` kind."""
+    if observation == "progress":
+        return PROGRESS_PER_NODE * num_nodes + PROGRESS_GLOBAL
+    return num_nodes * pca_components
 
 # Settings that take one of a few words.
 CHOICES = {"reward": ("reference", "gain"), "observation": ("reference", "progress"),

@@ -23,7 +23,6 @@ QUERY_CHOOSE = "query.choose"
 
 # Keys in the node's Context.state
 STATE_POLICY = "policy"
-CONTEXT = "context"  # ``progress`` observation: the server's features
 STATE_POLICY_VERSION = "policy-version"
 STATE_OPTIMIZER = "optimizer"
 STATE_OPTIMIZER_EPISODE = "optimizer-episode"

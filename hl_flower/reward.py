@@ -6,7 +6,12 @@ this project's alternative that pays for the final accuracy instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import HLConfig
+
+RewardFunction = Callable[[float, float, float], float]
+"""``reward(accuracy, previous_accuracy, hop_cost) -> float`` of one step."""
 
 
 def step_reward(accuracy: float, goal: float, hop_cost: float,
@@ -34,3 +39,20 @@ def configured_reward(config: HLConfig, accuracy: float, previous_accuracy: floa
     if config.reward == "gain":
         return gain_reward(accuracy, previous_accuracy, hop_cost, config.gain_weight)
     return step_reward(accuracy, config.goal, hop_cost, config.reward_base)
+
+
+def paper_reward(goal: float, base: float = 32.0) -> RewardFunction:
+    """The paper's reward (:func:`step_reward`) for ``goal`` as a
+    :data:`RewardFunction`; the strategies' default."""
+    def reward(accuracy: float, previous_accuracy: float, hop_cost: float) -> float:
+        return step_reward(accuracy, goal, hop_cost, base)
+
+    return reward
+
+
+def reward_function(config: HLConfig) -> RewardFunction:
+    """The reward ``config.reward`` names, as a :data:`RewardFunction`."""
+    def reward(accuracy: float, previous_accuracy: float, hop_cost: float) -> float:
+        return configured_reward(config, accuracy, previous_accuracy, hop_cost)
+
+    return reward

@@ -58,7 +58,7 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
     started = time.perf_counter()
     write_json(folder / CONFIG_FILE, to_flat(config))
     agent = DQNAgent(config, seed=config.seed)
-    strategy = HomogeneousLearning(config, agent, distance_matrix(config))
+    strategy = HomogeneousLearning.from_config(config, distance_matrix(config), agent=agent)
     recorder = RunRecorder(folder)
     first_episode = 0
     if resume:
@@ -115,8 +115,8 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
 
 def greedy_policy(config: HLConfig, agent: DQNAgent) -> HomogeneousLearning:
     """HL playing ``agent``'s policy as it is: epsilon 0, nothing learned."""
-    return HomogeneousLearning(config, agent, distance_matrix(config), learn=False,
-                               epsilon=0.0)
+    return HomogeneousLearning.from_config(config, distance_matrix(config), agent=agent,
+                                           learn=False, epsilon=0.0)
 
 
 def validate_greedy(grid: Grid, config: HLConfig, agent: DQNAgent, episodes_done: int,

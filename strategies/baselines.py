@@ -9,6 +9,8 @@ replacement among the nodes available then.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from flwr.app import ConfigRecord, MetricRecord
 from flwr.serverapp import Grid
@@ -19,11 +21,22 @@ from .travelling import TravellingModel
 
 
 class RuleBasedHop(TravellingModel):
-    """A travelling model whose next node comes from :meth:`next_node`."""
+    """A travelling model whose next node comes from :meth:`next_node`.
 
-    def __init__(self, config: HLConfig, distance: np.ndarray) -> None:
-        super().__init__(config, distance)
-        self.rng = np.random.default_rng([config.seed, 7])
+    Takes :class:`TravellingModel`'s keyword arguments; ``k`` must be 1.
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        if self.k != 1:
+            raise ValueError(f"{self.name} moves the model to one node at a time; "
+                             f"k must be 1, got {self.k}")
+        self.rng = np.random.default_rng([self.seed, 7])
+
+    @staticmethod
+    def settings_of(config: HLConfig) -> dict[str, Any]:
+        """:meth:`TravellingModel.settings_of` with k = 1, whatever the run's."""
+        return TravellingModel.settings_of(config) | {"k": 1}
 
     def next_node(self, holder: int, candidates: list[int]) -> int:
         """The node among ``candidates`` that trains after ``holder``."""
@@ -32,8 +45,7 @@ class RuleBasedHop(TravellingModel):
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[None, list[int]]:
         """Apply the rule to the current holder, over all nodes."""
-        return None, [self.next_node(self.selected[0],
-                                     list(range(self.config.num_nodes)))]
+        return None, [self.next_node(self.selected[0], list(range(self.num_nodes)))]
 
     def replacement(self, failed: int, taken: set[int], server_round: int) -> int:
         """Apply the rule from the failed node, over the available nodes."""
@@ -56,7 +68,7 @@ class RoundRobin(RuleBasedHop):
 
     def next_node(self, holder: int, candidates: list[int]) -> int:
         """The next partition id among the candidates, wrapping around."""
-        n = self.config.num_nodes
+        n = self.num_nodes
         return min(candidates, key=lambda node: (node - holder - 1) % n)
 
 
@@ -72,12 +84,12 @@ class NearestUnvisited(RuleBasedHop):
     def begin_episode(self, episode: int) -> None:
         """A new pass starts at the starter."""
         super().begin_episode(episode)
-        self.visited = {self.config.starter}
+        self.visited = {self.starter}
 
     def next_node(self, holder: int, candidates: list[int]) -> int:
         """The closest candidate not visited in this pass (lowest id on ties)."""
         self.visited.add(holder)
-        if len(self.visited) == self.config.num_nodes:
+        if len(self.visited) == self.num_nodes:
             self.visited = {holder}
         unvisited = [n for n in candidates if n not in self.visited]
         return self.nearest(holder, unvisited or candidates)

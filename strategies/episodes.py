@@ -20,9 +20,8 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
-from hl_flower.config import HLConfig
 from hl_flower.prompt_delivery import tune_grid
-from hl_flower.reward import configured_reward
+from hl_flower.reward import RewardFunction, paper_reward
 
 from .errors import NodeFailure, RunInterrupted  # noqa: F401  (re-exported)
 from .metered_grid import MeteredGrid, Traffic
@@ -100,14 +99,42 @@ EpisodeCallback = Callable[[EpisodeResult], None]
 class EpisodeLoop:
     """Mixin: episodes of rounds until the goal, for any ``play_round``.
 
-    Subclasses set ``config`` and ``distance`` and implement ``play_round``;
-    the hooks ``begin_episode``, ``after_step``, ``after_episode``,
-    ``epsilon`` and ``hop_cost`` have neutral defaults.
+    Subclasses call :meth:`set_episode_rules` in their constructor and
+    implement ``play_round``; the hooks ``begin_episode``, ``after_step``,
+    ``after_episode``, ``epsilon`` and ``hop_cost`` have neutral defaults.
     """
 
-    config: HLConfig
+    num_nodes: int
+    goal: float
+    max_steps: int
+    reward_fn: RewardFunction
+    reply_timeout: float
     distance: np.ndarray | None
     round_failures: list[str]  # "node: why" of the round being played, as they happen
+
+    def set_episode_rules(self, *, num_nodes: int, goal: float, max_steps: int,
+                          reward: RewardFunction | None, reply_timeout: float,
+                          distance: np.ndarray | None) -> None:
+        """What every strategy here shares: N nodes, an episode that ends
+        at test accuracy ``goal`` (0-1) or after ``max_steps`` rounds, the
+        reward of a step (default: the paper's for ``goal``), seconds to wait
+        for a reply, and the N x N hop distances (None: no hop cost).
+        Raises ValueError for a setting out of range."""
+        if num_nodes < 1 or max_steps < 1:
+            raise ValueError(f"num_nodes and max_steps must be at least 1, got "
+                             f"{num_nodes} and {max_steps}")
+        if not 0.0 < goal <= 1.0:
+            raise ValueError(f"goal must be a test accuracy in (0, 1], got {goal}")
+        if not reply_timeout > 0:
+            raise ValueError(f"reply_timeout must be positive seconds, got {reply_timeout}")
+        if distance is not None and np.shape(distance) != (num_nodes, num_nodes):
+            raise ValueError(f"distance must be {num_nodes} x {num_nodes}, got "
+                             f"shape {np.shape(distance)}")
+        self.num_nodes, self.goal, self.max_steps = num_nodes, goal, max_steps
+        self.reward_fn = reward or paper_reward(goal)
+        self.reply_timeout = reply_timeout
+        self.distance = distance
+        self.round_failures = []
 
     # -- hooks ----------------------------------------------------------- #
     def prepare(self, grid: Grid) -> None:
@@ -162,7 +189,7 @@ class EpisodeLoop:
     # -- the loop -------------------------------------------------------- #
     def start(  # type: ignore[override]  # episodes, not a fixed round count
         self, grid: Grid, new_model: Callable[[int], ArrayRecord],
-        evaluate_fn: Callable[[ArrayRecord], float], episodes: int | None = None,
+        evaluate_fn: Callable[[ArrayRecord], float], episodes: int = 1,
         on_step: StepCallback | None = None, on_episode: EpisodeCallback | None = None,
         first_episode: int = 0,
     ) -> list[EpisodeResult]:
@@ -173,7 +200,6 @@ class EpisodeLoop:
         """
         tune_grid(grid)
         grid = MeteredGrid.wrap(grid)
-        episodes = self.config.episodes if episodes is None else episodes
         self.prepare(grid)
         results = []
         server_round = 0
@@ -189,7 +215,6 @@ class EpisodeLoop:
                     evaluate_fn: Callable[[ArrayRecord], float], server_round: int,
                     on_step: StepCallback | None = None) -> tuple[EpisodeResult, int]:
         """Play rounds from ``arrays`` until the goal or the step cap."""
-        cfg = self.config
         started = time.perf_counter()
         epsilon = self.epsilon(episode)
         episode_key = next(_EPISODE_KEYS)
@@ -200,7 +225,7 @@ class EpisodeLoop:
         failures = 0
         path: list[int] = []
         accuracy = 0.0
-        for step in range(1, cfg.max_steps + 1):
+        for step in range(1, self.max_steps + 1):
             server_round += 1
             step_started, before = time.perf_counter(), grid.traffic
             step_config = ConfigRecord({
@@ -220,8 +245,8 @@ class EpisodeLoop:
             accuracy, previous_accuracy = float(evaluate_fn(arrays)), accuracy
             time_evaluate = time.perf_counter() - evaluated
             hop = self.hop_cost(previous, outcome.holders)
-            reward = configured_reward(cfg, accuracy, previous_accuracy, hop)
-            done = accuracy >= cfg.goal or step >= cfg.max_steps
+            reward = self.reward_fn(accuracy, previous_accuracy, hop)
+            done = accuracy >= self.goal or step >= self.max_steps
             self.after_step(outcome, accuracy, reward, done)
             used = grid.traffic - before
             traffic += used
@@ -241,6 +266,6 @@ class EpisodeLoop:
             previous = outcome.holders
         dqn_loss = self.after_episode()
         return EpisodeResult(
-            episode, step, accuracy, cost, total_reward, epsilon, accuracy >= cfg.goal,
+            episode, step, accuracy, cost, total_reward, epsilon, accuracy >= self.goal,
             traffic.bytes, dqn_loss, time.perf_counter() - started, path,
             traffic.model_transfers, failures), server_round

@@ -11,7 +11,8 @@ its communication cost on the distance matrix is undefined (NaN).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.serverapp import Grid
@@ -19,6 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import HL_CONFIG, METRICS, STEP
+from hl_flower.reward import RewardFunction, reward_function
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
 from .replies import INTEGER_METRICS, NUMERIC_METRICS, reply_problem
@@ -32,25 +34,50 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
 
     Parameters
     ----------
-    config : HLConfig
-        The run's settings (nodes, goal, step cap as the round cap, seed).
+    num_nodes : int
+        N, the nodes that must be connected.
     fraction_train : float (default: 1.0)
         Fraction of the nodes sampled each round (at least one).
+    goal : float (default: 0.8)
+        Test accuracy (0-1) that ends an episode.
+    max_steps : int (default: 36)
+        Rounds after which an episode ends without the goal.
+    seed : int (default: 0)
+        Seeds Flower's node sampling; sent to the nodes as ``seed``.
+    reward : RewardFunction, optional
+        Reward of a round (hop cost NaN); default the paper's.
+    node_settings : Mapping[str, int | float | str | bool], optional
+        The run config the nodes' ClientApp reads from every train message.
+    reply_timeout : float (default: 600.0)
+        Seconds to wait for the nodes' replies.
     """
 
     name = "FedAvg"
 
-    def __init__(self, config: HLConfig, fraction_train: float = 1.0) -> None:
+    def __init__(self, *, num_nodes: int, fraction_train: float = 1.0, goal: float = 0.8,
+                 max_steps: int = 36, seed: int = 0, reward: RewardFunction | None = None,
+                 node_settings: Mapping[str, Any] | None = None,
+                 reply_timeout: float = 600.0) -> None:
         FedAvg.__init__(self, fraction_train=fraction_train, fraction_evaluate=0.0,
-                        min_train_nodes=1, min_available_nodes=config.num_nodes,
+                        min_train_nodes=1, min_available_nodes=num_nodes,
                         configrecord_key=STEP)
-        self.config = config
-        self.distance = None
-        self.run_settings = ConfigRecord(to_flat(config))
+        self.set_episode_rules(num_nodes=num_nodes, goal=goal, max_steps=max_steps,
+                               reward=reward, reply_timeout=reply_timeout, distance=None)
+        self.seed = seed
+        self.run_settings = ConfigRecord(
+            dict(node_settings or {}) | {"num-nodes": num_nodes, "seed": seed})
+
+    @classmethod
+    def from_config(cls, config: HLConfig, fraction_train: float = 1.0) -> FedAvgBaseline:
+        """FedAvg for a run's settings."""
+        return cls(num_nodes=config.num_nodes, fraction_train=fraction_train,
+                   goal=config.goal, max_steps=config.max_steps, seed=config.seed,
+                   reward=reward_function(config), node_settings=to_flat(config),
+                   reply_timeout=config.reply_timeout)
 
     def prepare(self, grid: Grid) -> None:
         """Seed Flower's node sampling (it draws from Python's ``random``)."""
-        random.seed(self.config.seed)
+        random.seed(self.seed)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord,
                         config: ConfigRecord, grid: Grid) -> Iterable[Message]:
@@ -63,8 +90,7 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
     def _reply_problem(self, reply: Message, sent: ArrayRecord) -> str | None:
         """:func:`reply_problem`, plus the shape Flower's aggregation needs:
         one model, one metrics record, exactly the honest metric names."""
-        problem = reply_problem(reply, sent, self.config.num_nodes, None,
-                                self.config.observation_size)
+        problem = reply_problem(reply, sent, self.num_nodes, None, 0)
         if problem:
             return problem
         content = reply.content
@@ -81,7 +107,7 @@ class FedAvgBaseline(EpisodeLoop, FedAvg):
         :func:`reply_problem` weighted by examples; the rest are failures."""
         replies = list(grid.send_and_receive(
             self.configure_train(server_round, arrays, step_config, grid),
-            timeout=self.config.reply_timeout))
+            timeout=self.reply_timeout))
         problems = {id(m): self._reply_problem(m, arrays) for m in replies}
         usable = [m for m in replies if problems[id(m)] is None]
         failures = [f"node {m.metadata.src_node_id}: {problems[id(m)]}"

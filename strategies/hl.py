@@ -12,13 +12,14 @@ per round; unlike it, the next node is the holder's decision.
 from __future__ import annotations
 
 from logging import INFO
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.common import log
 from flwr.serverapp import Grid
 
-from hl_flower.config import HLConfig
+from hl_flower.config import CHOICES, HLConfig, observation_size
 from hl_flower.dqn import (
     DQNAgent,
     NStepReturns,
@@ -50,39 +51,102 @@ class HomogeneousLearning(TravellingModel):
 
     Parameters
     ----------
-    config : HLConfig
-        Run settings (goal, step cap, k, starter, DQN settings, seed...).
     agent : DQNAgent
         The server's copy of the DQN: trained between episodes and sent to
-        nodes whose copy is stale.
-    distance : np.ndarray
-        N x N communication distances; a hop's cost is ``distance[a][b]``.
+        nodes whose copy is stale. Its own settings (replay, discount,
+        ``n_step``, target network) govern how it learns.
     learn : bool (default: True)
         Store transitions, train the DQN and decay epsilon. False runs the
         policy as it is (with ``epsilon`` fixed, e.g. 0 for greedy).
     epsilon : float, optional
-        Fixed exploration rate when ``learn`` is False.
+        Fixed exploration rate when ``learn`` is False (default 0).
+    epsilon_start, epsilon_decay : float (default: 1.0, 0.02)
+        Exploration rate of episode e: ``epsilon_start * exp(-epsilon_decay
+        * e)`` (the paper's schedule).
+    observation : str (default: "reference")
+        The DQN's input: ``reference`` (PCA of the node models, N x
+        ``pca_components``; the paper's) or ``progress``.
+    actions : str (default: "absolute")
+        Q-value n is node n (``absolute``) or the n-th nearest node
+        (``relative``; needs ``progress``).
+    pca_components : int (default: 10)
+        Principal components per node of the reference observation.
+    reward_scale : float (default: 1.0)
+        Rewards are multiplied by this before they are stored.
+    dqn_updates : str (default: "episode")
+        Train the DQN once per ``episode`` (the paper) or every ``step``.
+    keep_policy_on_nodes : bool (default: True)
+        Nodes keep their copy of the policy between visits, so it travels
+        only when it changed; False sends it with every decision.
+    **settings
+        :class:`TravellingModel`'s keyword arguments: ``num_nodes`` and
+        ``distance`` (required), ``goal``, ``max_steps``, ``k``, ``starter``,
+        ``seed``, ``reward``, ``node_settings``, ``reply_timeout``,
+        ``failure_cooldown``, ``max_failures``.
+
+    Raises
+    ------
+    ValueError
+        For a setting out of range, or an agent whose input size does not
+        fit the observation.
     """
 
     name = "HL"
 
-    def __init__(self, config: HLConfig, agent: DQNAgent, distance: np.ndarray,
-                 learn: bool = True, epsilon: float | None = None) -> None:
-        super().__init__(config, distance)
+    def __init__(self, agent: DQNAgent, *, learn: bool = True,
+                 epsilon: float | None = None, epsilon_start: float = 1.0,
+                 epsilon_decay: float = 0.02, observation: str = "reference",
+                 actions: str = "absolute", pca_components: int = 10,
+                 reward_scale: float = 1.0, dqn_updates: str = "episode",
+                 keep_policy_on_nodes: bool = True, **settings: Any) -> None:
+        for name, value in (("observation", observation), ("actions", actions),
+                            ("dqn_updates", dqn_updates)):
+            if value not in CHOICES[name]:
+                raise ValueError(f"{name} must be one of {CHOICES[name]}, got {value!r}")
+        if actions == "relative" and observation != "progress":
+            raise ValueError("relative actions need the progress observation")
+        settings["node_settings"] = dict(settings.get("node_settings") or {}) | {
+            "observation": observation, "actions": actions,
+            "pca-components": pca_components}
+        super().__init__(**settings)
+        self.observation_kind, self.pca_components = observation, pca_components
+        expected = observation_size(observation, self.num_nodes, pca_components)
+        if agent.config.observation_size != expected:
+            raise ValueError(f"the agent takes observations of {agent.config.observation_size} "
+                             f"values, the {observation} observation of {self.num_nodes} "
+                             f"nodes has {expected}")
         self.agent = agent
         self.learn = learn
         self.fixed_epsilon = epsilon
+        self.epsilon_start, self.epsilon_decay = epsilon_start, epsilon_decay
+        self.reward_scale, self.dqn_updates = reward_scale, dqn_updates
+        self.keep_policy_on_nodes = keep_policy_on_nodes
         self.policy_version = policy_fingerprint(agent.get_weights())
         self.policy_updates = 0
         self.dqn_loss: float | None = None  # of the last DQN fit
         self.state: np.ndarray | None = None  # observation before the last choice
-        self.state_holder = config.starter  # lead holder when ``state`` was made
-        self.relative = config.actions == "relative"
-        self.progress = EpisodeProgress(config.num_nodes)  # ``progress`` observation
-        self.returns = NStepReturns(config.n_step, config.discount)
+        self.state_holder = self.starter  # lead holder when ``state`` was made
+        self.relative = actions == "relative"
+        self.progress = EpisodeProgress(self.num_nodes)  # ``progress`` observation
+        self.returns = NStepReturns(agent.config.n_step, agent.config.discount)
         self.step = 0  # the step being played
         self.previous_global: list[np.ndarray] = []  # k > 1: model before the step
         self._policy_record_of: tuple[int, ArrayRecord | None] = (0, None)
+
+    @staticmethod
+    def settings_of(config: HLConfig) -> dict[str, Any]:
+        """:meth:`TravellingModel.settings_of` plus HL's own arguments."""
+        return TravellingModel.settings_of(config) | {
+            "epsilon_start": config.epsilon_start, "epsilon_decay": config.epsilon_decay,
+            "observation": config.observation, "actions": config.actions,
+            "pca_components": config.pca_components, "reward_scale": config.reward_scale,
+            "dqn_updates": config.dqn_updates,
+            "keep_policy_on_nodes": config.nodes_keep_policy}
+
+    @property
+    def observation_size(self) -> int:
+        """Length of the observation a deciding node sends."""
+        return observation_size(self.observation_kind, self.num_nodes, self.pca_components)
 
     def summary(self) -> None:
         """Log the strategy's settings."""
@@ -107,7 +171,7 @@ class HomogeneousLearning(TravellingModel):
         self.step = int(step_config["step"])
         if bool(step_config["decide"]):
             self._attach_policy_if_stale(content, partition)
-            if self.config.observation == "progress":
+            if self.observation_kind == "progress":
                 content[CONTEXT] = ConfigRecord(
                     {"features": self._context([partition]).tolist()}
                     | self._order_entry(partition))
@@ -115,22 +179,22 @@ class HomogeneousLearning(TravellingModel):
 
     def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
         """The holder decides when k = 1, with this policy version."""
-        return {"decide": self.config.k == 1, "policy-version": self.policy_version,
-                "keep-policy": self.config.nodes_keep_policy}
+        return {"decide": self.k == 1, "policy-version": self.policy_version,
+                "keep-policy": self.keep_policy_on_nodes}
 
     # -- the DQN ----------------------------------------------------------- #
     def epsilon(self, episode: int) -> float:
         """Exploration rate for this episode."""
         if not self.learn:
             return float(self.fixed_epsilon or 0.0)
-        return epsilon_at(episode, self.config.epsilon_start, self.config.epsilon_decay)
+        return epsilon_at(episode, self.epsilon_start, self.epsilon_decay)
 
     def begin_episode(self, episode: int) -> None:
         """Start at the starter with no previous observation."""
         super().begin_episode(episode)
         self.state = None
-        self.state_holder = self.config.starter
-        self.progress = EpisodeProgress(self.config.num_nodes)
+        self.state_holder = self.starter
+        self.progress = EpisodeProgress(self.num_nodes)
         self.returns.reset()
 
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
@@ -142,12 +206,12 @@ class HomogeneousLearning(TravellingModel):
         previous = flatten_weights(self.previous_global)
         trained = {p: flatten_weights(w)
                    for p, w in zip(self.selected, self.trained_weights, strict=True)}
-        if self.config.observation == "progress":
+        if self.observation_kind == "progress":
             size = float(np.mean([update_size(previous, w) for w in trained.values()]))
             observation = progress_observation(self._context(self.selected), size)
         else:
-            observation = reference_observation(previous, trained, self.config.num_nodes,
-                                                self.config.pca_components)
+            observation = reference_observation(previous, trained, self.num_nodes,
+                                                self.pca_components)
         return observation, self._ask_lead(grid, observation, step_config)
 
     def after_step(self, outcome: RoundOutcome, accuracy: float, reward: float,
@@ -158,19 +222,19 @@ class HomogeneousLearning(TravellingModel):
         if self.learn and self.state is not None:
             for transition in self.returns.add(Transition(
                     self.state, self._actions(outcome.holders),
-                    reward * self.config.reward_scale, outcome.observation, done)):
+                    reward * self.reward_scale, outcome.observation, done)):
                 self.agent.remember(transition)
         self.state = outcome.observation
         self.state_holder = outcome.holders[0]
         self.progress.record(outcome.holders, self.step, accuracy)
         self.dqn_loss = None
-        if self.config.dqn_updates == "step":
+        if self.dqn_updates == "step":
             self.dqn_loss = self._train_dqn()
         super().after_step(outcome, accuracy, reward, done)
 
     def after_episode(self) -> float | None:
         """Train the DQN once (reference) and report the latest loss."""
-        if self.config.dqn_updates == "episode":
+        if self.dqn_updates == "episode":
             return self._train_dqn()
         return self.dqn_loss
 
@@ -206,7 +270,7 @@ class HomogeneousLearning(TravellingModel):
     def _context(self, holders: list[int]) -> np.ndarray:
         """The server's part of the ``progress`` observation for ``holders``."""
         return progress_context(self.progress, holders, self.step,
-                                self.config.max_steps, self.distance, self.relative)
+                                self.max_steps, self.distance, self.relative)
 
     def _order_entry(self, lead: int) -> dict:
         """With relative actions, the node ids by rank from ``lead``."""
@@ -224,7 +288,7 @@ class HomogeneousLearning(TravellingModel):
     def _attach_policy_if_stale(self, content: RecordDict, partition: int) -> None:
         """Send the policy unless the node keeps the current one."""
         node_id = self.node_ids[partition]
-        if (not self.config.nodes_keep_policy
+        if (not self.keep_policy_on_nodes
                 or self.node_policy_versions.get(node_id) != self.policy_version):
             content[POLICY] = self._policy_record()
             self.node_policy_versions[node_id] = self.policy_version
@@ -246,7 +310,7 @@ class HomogeneousLearning(TravellingModel):
         message = Message(content, dst_node_id=self.node_ids[lead],
                           message_type=QUERY_CHOOSE)
         (reply,) = self._checked(grid.send_and_receive(
-            [message], timeout=self.config.reply_timeout), expected=1)
+            [message], timeout=self.reply_timeout), expected=1)
         self.node_policy_versions[self.node_ids[lead]] = int(
             reply.content[METRICS]["policy-version"])
         return [int(n) for n in reply.content[METRICS]["next-nodes"]]

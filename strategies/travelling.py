@@ -11,8 +11,9 @@ what differs between HL and the baselines is only who gets the model next
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from logging import INFO, WARNING
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
@@ -22,6 +23,7 @@ from flwr.serverapp.strategy import Strategy
 
 from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
+from hl_flower.reward import RewardFunction, reward_function
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
 from .replies import reply_problem
@@ -43,26 +45,89 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     Parameters
     ----------
-    config : HLConfig
-        Run settings (goal, step cap, k, starter, seed...).
+    num_nodes : int
+        N, the nodes (partitions 0..N-1) the model travels between.
     distance : np.ndarray
         N x N communication distances; a hop's cost is ``distance[a][b]``.
+    goal : float (default: 0.8)
+        Test accuracy (0-1) that ends an episode (the paper's 0.80).
+    max_steps : int (default: 36)
+        Rounds after which an episode ends without the goal (the paper's 36).
+    k : int (default: 1)
+        Nodes that train per round; their models are averaged.
+    starter : int (default: 0)
+        The node that trains in round 1 of every episode.
+    seed : int (default: 0)
+        Seeds the strategy's own draws; sent to the nodes as ``seed``.
+    reward : RewardFunction, optional
+        ``reward(accuracy, previous_accuracy, hop_cost)`` of a step; default
+        the paper's, ``32^(accuracy - goal) - hop_cost - 1``.
+    node_settings : Mapping[str, int | float | str | bool], optional
+        The run config the nodes' ClientApp reads from every train message
+        (kebab-case keys); the strategy sets ``num-nodes``, ``k`` and
+        ``seed`` in it itself.
+    reply_timeout : float (default: 600.0)
+        Seconds to wait for a node's reply before the step moves on.
+    failure_cooldown : int (default: 5)
+        Rounds a failed node is skipped before it is tried again.
+    max_failures : int (default: 50)
+        Failed or rejected replies after which the run stops.
+
+    Raises
+    ------
+    ValueError
+        For a setting out of range.
     """
 
     name = "travelling"
 
-    def __init__(self, config: HLConfig, distance: np.ndarray) -> None:
-        self.config = config
-        self.distance = distance
+    def __init__(self, *, num_nodes: int, distance: np.ndarray, goal: float = 0.8,
+                 max_steps: int = 36, k: int = 1, starter: int = 0, seed: int = 0,
+                 reward: RewardFunction | None = None,
+                 node_settings: Mapping[str, Any] | None = None,
+                 reply_timeout: float = 600.0, failure_cooldown: int = 5,
+                 max_failures: int = 50) -> None:
+        self.set_episode_rules(num_nodes=num_nodes, goal=goal, max_steps=max_steps,
+                               reward=reward, reply_timeout=reply_timeout,
+                               distance=np.asarray(distance, np.float64))
+        if not 1 <= k <= num_nodes or not 0 <= starter < num_nodes:
+            raise ValueError(f"k must be in 1..{num_nodes} and starter in "
+                             f"0..{num_nodes - 1}, got {k} and {starter}")
+        self.k, self.starter, self.seed = k, starter, seed
+        self.failure_cooldown, self.max_failures = failure_cooldown, max_failures
         self.node_ids: dict[int, int] = {}  # partition id -> Flower node id
-        self.selected: list[int] = [config.starter]
-        self.run_settings = ConfigRecord(to_flat(config))
+        self.selected: list[int] = [starter]
+        self.run_settings = ConfigRecord(
+            dict(node_settings or {}) | {"num-nodes": num_nodes, "k": k, "seed": seed})
         self.node_policy_versions: dict[int, int] = {}  # node id -> as reported
         self.trained_weights: list[list[np.ndarray]] = []  # last step's updates
         self.down_until: dict[int, int] = {}  # partition -> round it may retry
         self.foreign_nodes: set[int] = set()  # node ids serving another setup
         self.failures = 0
         self.failures_by_node: dict[int, int] = {}
+
+    @staticmethod
+    def settings_of(config: HLConfig) -> dict[str, Any]:
+        """The keyword arguments above, taken from a run's settings."""
+        return {"num_nodes": config.num_nodes, "goal": config.goal,
+                "max_steps": config.max_steps, "k": config.k, "starter": config.starter,
+                "seed": config.seed, "reward": reward_function(config),
+                "node_settings": to_flat(config), "reply_timeout": config.reply_timeout,
+                "failure_cooldown": config.failure_cooldown,
+                "max_failures": config.max_failures}
+
+    @classmethod
+    def from_config(cls, config: HLConfig, distance: np.ndarray, **extra: Any
+                    ) -> TravellingModel:
+        """The strategy for a run's settings (``extra``: the subclass's own
+        arguments)."""
+        return cls(distance=distance, **cls.settings_of(config), **extra)
+
+    @property
+    def observation_size(self) -> int:
+        """Length of the observation a deciding node sends (none here)."""
+        return 0
+
     # -- what differs between strategies --------------------------------- #
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[np.ndarray | None, list[int]]:
@@ -78,10 +143,9 @@ class TravellingModel(EpisodeLoop, Strategy):
     # -- Strategy interface ---------------------------------------------- #
     def summary(self) -> None:
         """Log the strategy's settings."""
-        cfg = self.config
-        log(INFO, "\t├──> %s: %d nodes, k=%d, starter=%d", self.name, cfg.num_nodes,
-            cfg.k, cfg.starter)
-        log(INFO, "\t└──> Goal: %.3f within %d steps", cfg.goal, cfg.max_steps)
+        log(INFO, "\t├──> %s: %d nodes, k=%d, starter=%d", self.name, self.num_nodes,
+            self.k, self.starter)
+        log(INFO, "\t└──> Goal: %.3f within %d steps", self.goal, self.max_steps)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord,
                         config: ConfigRecord, grid: Grid,
@@ -139,7 +203,7 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def begin_episode(self, episode: int) -> None:
         """Every episode starts at the starter node."""
-        self.selected = [self.config.starter]
+        self.selected = [self.starter]
 
     def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
                    step_config: ConfigRecord) -> RoundOutcome:
@@ -159,16 +223,16 @@ class TravellingModel(EpisodeLoop, Strategy):
             replies = grid.send_and_receive(
                 self.configure_train(server_round, arrays, step_config, grid,
                                      partitions=pending),
-                timeout=self.config.reply_timeout)
+                timeout=self.reply_timeout)
             by_partition = self._by_partition(replies)
             choices = len(slots) if bool(step_config["decide"]) else None
             retry = []
             for partition in pending:
                 reply = by_partition.get(partition)
-                problem = (f"no reply within {self.config.reply_timeout:g} s"
+                problem = (f"no reply within {self.reply_timeout:g} s"
                            if reply is None else reply_problem(
-                               reply, arrays, self.config.num_nodes, choices,
-                               self.config.observation_size))
+                               reply, arrays, self.num_nodes, choices,
+                               self.observation_size))
                 if problem is None:
                     accepted[partition] = reply
                     continue
@@ -215,11 +279,11 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def available_nodes(self, taken: set[int], server_round: int) -> list[int]:
         """Nodes that may train now, except ``taken``; NodeFailure if none."""
-        nodes = [n for n in range(self.config.num_nodes)
+        nodes = [n for n in range(self.num_nodes)
                  if n not in taken and self.is_available(n, server_round)]
         if not nodes:
             raise NodeFailure("no node is available: every node failed within the "
-                              f"last {self.config.failure_cooldown} steps or left")
+                              f"last {self.failure_cooldown} steps or left")
         return nodes
 
     def refresh_nodes(self, grid: Grid, server_round: int) -> None:
@@ -246,26 +310,26 @@ class TravellingModel(EpisodeLoop, Strategy):
     def _mark_failed(self, partition: int, problem: str, server_round: int) -> None:
         self.failures += 1
         self.failures_by_node[partition] = self.failures_by_node.get(partition, 0) + 1
-        self.down_until[partition] = server_round + self.config.failure_cooldown
+        self.down_until[partition] = server_round + self.failure_cooldown
         log(WARNING, "partition %d failed in round %d: %s", partition, server_round,
             problem)
-        if self.failures > self.config.max_failures:
+        if self.failures > self.max_failures:
             raise NodeFailure(f"{self.failures} node failures, more than "
-                              f"--max-failures {self.config.max_failures}; last: "
+                              f"--max-failures {self.max_failures}; last: "
                               f"partition {partition}: {problem}")
 
     # -- helpers ----------------------------------------------------------- #
     def discover_nodes(self, grid: Grid, wait: float | None = None) -> None:
         """Wait for N nodes, then ask each which partition it serves."""
-        deadline = time.monotonic() + (wait or self.config.reply_timeout)
-        while len(list(grid.get_node_ids())) < self.config.num_nodes:
+        deadline = time.monotonic() + (wait or self.reply_timeout)
+        while len(list(grid.get_node_ids())) < self.num_nodes:
             if time.monotonic() > deadline:
                 raise NodeFailure(
                     f"only {len(list(grid.get_node_ids()))} of "
-                    f"{self.config.num_nodes} nodes connected; start them all")
+                    f"{self.num_nodes} nodes connected; start them all")
             time.sleep(0.2)
         self._identify(grid, list(grid.get_node_ids()), strict=True)
-        missing = sorted(set(range(self.config.num_nodes)) - set(self.node_ids))
+        missing = sorted(set(range(self.num_nodes)) - set(self.node_ids))
         if missing:
             raise NodeFailure(f"no node serves partitions {missing}")
 
@@ -275,7 +339,7 @@ class TravellingModel(EpisodeLoop, Strategy):
         messages = [Message(RecordDict({HL_CONFIG: self.run_settings}),
                             dst_node_id=node_id, message_type=QUERY_IDENTIFY)
                     for node_id in node_ids]
-        replies = list(grid.send_and_receive(messages, timeout=self.config.reply_timeout))
+        replies = list(grid.send_and_receive(messages, timeout=self.reply_timeout))
         if strict:
             self._checked(replies, expected=len(messages))
         for reply in replies:
@@ -290,9 +354,9 @@ class TravellingModel(EpisodeLoop, Strategy):
                     raise NodeFailure(f"node {node_id} did not say which partition "
                                       "it serves") from None
                 continue
-            if partitions != self.config.num_nodes or not 0 <= partition < partitions:
+            if partitions != self.num_nodes or not 0 <= partition < partitions:
                 message = (f"node {node_id} serves partition {partition} of "
-                           f"{partitions}, but the run has {self.config.num_nodes} nodes")
+                           f"{partitions}, but the run has {self.num_nodes} nodes")
                 if strict:
                     raise NodeFailure(message)
                 log(WARNING, "%s; ignoring it", message)

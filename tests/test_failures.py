@@ -52,12 +52,12 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         steps: list[StepResult] = []
-        rule = RoundRobin(CONFIG, reference_distance(CONFIG.num_nodes))
+        rule = RoundRobin.from_config(CONFIG, reference_distance(CONFIG.num_nodes))
         rule.start(grid, model_factory(CONFIG), TestSetEvaluator(CONFIG), episodes=1,
                    on_step=steps.append)
         seen["round_robin"] = steps
         rounds: list[StepResult] = []
-        FedAvgBaseline(CONFIG.replace(max_steps=4)).start(
+        FedAvgBaseline.from_config(CONFIG.replace(max_steps=4)).start(
             grid, model_factory(CONFIG), TestSetEvaluator(CONFIG), episodes=1,
             on_step=rounds.append)
         seen["fedavg"] = rounds

@@ -26,8 +26,8 @@ def server_identity() -> None:
 @pytest.fixture()
 def strategy() -> HomogeneousLearning:
     config = HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8)
-    hl = HomogeneousLearning(config, DQNAgent(config, seed=0),
-                             reference_distance(4))
+    hl = HomogeneousLearning.from_config(config, reference_distance(4),
+                                         agent=DQNAgent(config, seed=0))
     hl.node_ids = dict(NODE_IDS)
     return hl
 
@@ -101,3 +101,64 @@ def test_k_models_are_averaged_as_fedavg_does_batchnorm_statistics_too() -> None
     assert all(a.dtype == np.float32 for a in weighted + equal)
     assert all(np.array_equal(a, np.mean([f, s], axis=0))
                for a, f, s in zip(equal, first, second, strict=True))
+
+
+def test_strategies_are_built_from_keyword_arguments_without_a_run_config() -> None:
+    from hl_flower.reward import paper_reward
+    from strategies import FedAvgBaseline, NearestUnvisited
+
+    agent = DQNAgent(HLConfig(num_nodes=5, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
+    hl = HomogeneousLearning(agent, num_nodes=5, distance=reference_distance(5),
+                             goal=0.7, max_steps=9, starter=3,
+                             node_settings={"learning-rate": 0.01})
+    assert (hl.goal, hl.max_steps, hl.starter, hl.k) == (0.7, 9, 3, 1)
+    assert hl.reward_fn(0.7, 0.0, 0.05) == pytest.approx(paper_reward(0.7)(0.7, 0.0, 0.05))
+    sent = dict(hl.run_settings)  # the nodes read these
+    assert sent["learning-rate"] == 0.01 and sent["num-nodes"] == 5
+    assert sent["observation"] == "reference" and sent["pca-components"] == 10
+    rule = NearestUnvisited(num_nodes=5, distance=reference_distance(5), starter=3)
+    rule.begin_episode(0)
+    assert rule.selected == [3] and rule.visited == {3}
+    fedavg = FedAvgBaseline(num_nodes=5, fraction_train=0.4, max_steps=3)
+    assert (fedavg.num_nodes, fedavg.max_steps, fedavg.distance) == (5, 3, None)
+
+
+def test_from_config_gives_the_run_settings_to_the_strategy_and_the_nodes() -> None:
+    from hl_flower.config import to_flat
+
+    config = HLConfig(num_nodes=4, goal=0.6, starter=2, k=2, reward="gain",
+                      dqn_hidden_1=8, dqn_hidden_2=8, learning_rate=0.004)
+    hl = HomogeneousLearning.from_config(config, reference_distance(4),
+                                         agent=DQNAgent(config, seed=0))
+    assert (hl.goal, hl.starter, hl.k) == (0.6, 2, 2)
+    assert dict(hl.run_settings) == to_flat(config)
+    assert hl.reward_fn(0.5, 0.3, 0.0) == pytest.approx(10 * 0.2 - 1)  # the gain reward
+
+
+@pytest.mark.parametrize(("changes", "problem"), [
+    ({"goal": 0.0}, "goal"), ({"goal": 1.5}, "goal"), ({"max_steps": 0}, "max_steps"),
+    ({"k": 5}, "k must be"), ({"starter": 4}, "starter"), ({"reply_timeout": 0}, "reply_timeout"),
+    ({"distance": np.zeros((3, 3))}, "4 x 4"), ({"observation": "pixels"}, "observation"),
+    ({"actions": "relative"}, "progress observation"),
+])
+def test_a_strategy_setting_out_of_range_is_refused(changes: dict, problem: str) -> None:
+    agent = DQNAgent(HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
+    settings = {"num_nodes": 4, "distance": reference_distance(4)} | changes
+    with pytest.raises(ValueError, match=problem):
+        HomogeneousLearning(agent, **settings)
+
+
+def test_an_agent_that_does_not_fit_the_observation_is_refused() -> None:
+    agent = DQNAgent(HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
+    with pytest.raises(ValueError, match="40 values"):
+        HomogeneousLearning(agent, num_nodes=4, distance=reference_distance(4),
+                            pca_components=3)
+
+
+def test_a_rule_moves_one_node_at_a_time() -> None:
+    from strategies import RandomHop
+
+    with pytest.raises(ValueError, match="k must be 1"):
+        RandomHop(num_nodes=4, distance=reference_distance(4), k=2)
+    rule = RandomHop.from_config(HLConfig(num_nodes=4, k=3), reference_distance(4))
+    assert rule.k == 1 and rule.run_settings["k"] == 1
