@@ -85,7 +85,8 @@ class ConsoleProgress:
             return "no episode finished"
         reached = sum(e.reached_goal for e in self.episodes)
         steps = statistics.fmean(e.steps for e in self.episodes)
-        return (f"done: {len(self.episodes)} episodes, goal reached in {reached}, "
+        count = len(self.episodes)
+        return (f"done: {count} episode{'s' if count != 1 else ''}, goal reached in {reached}, "
                 f"mean steps {steps:.1f}")
 
 
