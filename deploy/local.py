@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -60,8 +61,12 @@ def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> in
 
 
 def environment(flwr_home: Path) -> dict[str, str]:
-    """This process's environment, quiet, with its own Flower home folder."""
-    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home)}
+    """This process's environment, quiet, with its own Flower home folder,
+    and this Python's ``bin`` folder first on ``PATH``: Flower's processes
+    start others by name (the SuperLink starts ``flower-superexec``), which
+    must be found without an activated virtual environment."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home), "PATH": path}
 
 
 class LocalProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,8 +45,14 @@ pytestmark = [pytest.mark.slow,  # real SuperLink and SuperNode processes
 
 
 @pytest.fixture
-def federation(tmp_path: Path) -> Iterator[Callable[..., LocalFederation]]:
-    """Make local federations; all their processes are stopped afterwards."""
+def federation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+               ) -> Iterator[Callable[..., LocalFederation]]:
+    """Make local federations; all their processes are stopped afterwards.
+    This Python's ``bin`` folder is taken off ``PATH``, as for a user who
+    runs the venv's Python without activating the venv."""
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin))
     made: list[LocalFederation] = []
 
     def make(**options: object) -> LocalFederation:
