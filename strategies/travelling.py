@@ -26,7 +26,9 @@ from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
 from hl_flower.reward import RewardFunction, reward_function
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
-from .replies import reply_problem
+from .replies import raised_message, reply_problem
+
+CONNECT_GRACE = 30.0  # seconds the first round waits for every partition's node
 
 
 def average_models(models: list[list[np.ndarray]], sizes: list[int]) -> list[np.ndarray]:
@@ -102,7 +104,9 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.node_policy_versions: dict[int, int] = {}  # node id -> as reported
         self.trained_weights: list[list[np.ndarray]] = []  # last step's updates
         self.down_until: dict[int, int] = {}  # partition -> round it may retry
-        self.foreign_nodes: set[int] = set()  # node ids serving another setup
+        self.ignored_nodes: dict[int, int | None] = {}  # node id -> partition it
+        # duplicates (None: it serves another setup, or no partition at all)
+        self.ignore_reasons: dict[int, str] = {}  # node id -> why, for messages
         self.failures = 0
         self.failures_by_node: dict[int, int] = {}
 
@@ -288,13 +292,18 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def refresh_nodes(self, grid: Grid, server_round: int) -> None:
         """Follow nodes leaving and (re)joining: a node that disconnected is
-        unavailable; a new node id is asked which partition it serves."""
+        unavailable, and a duplicate of its partition may take over; a new
+        node id is asked which partition it serves (once: a node that cannot
+        be used is ignored from then on)."""
         connected = set(grid.get_node_ids())
         for partition, node_id in list(self.node_ids.items()):
             if node_id not in connected:
                 del self.node_ids[partition]
                 log(WARNING, "node %d (partition %d) disconnected", node_id, partition)
-        new = connected - set(self.node_ids.values()) - self.foreign_nodes
+                for duplicate in [n for n, p in self.ignored_nodes.items() if p == partition]:
+                    del self.ignored_nodes[duplicate]  # asked again below
+                    self.ignore_reasons.pop(duplicate, None)
+        new = connected - set(self.node_ids.values()) - set(self.ignored_nodes)
         if new:
             self._identify(grid, sorted(new))
 
@@ -319,54 +328,85 @@ class TravellingModel(EpisodeLoop, Strategy):
                               f"partition {partition}: {problem}")
 
     # -- helpers ----------------------------------------------------------- #
-    def discover_nodes(self, grid: Grid, wait: float | None = None) -> None:
-        """Wait for N nodes, then ask each which partition it serves."""
-        deadline = time.monotonic() + (wait or self.reply_timeout)
-        while len(list(grid.get_node_ids())) < self.num_nodes:
+    def discover_nodes(self, grid: Grid, wait: float = CONNECT_GRACE) -> None:
+        """Ask every connected node which partition it serves until all N
+        partitions are served; NodeFailure after ``wait`` seconds naming
+        what is missing and how to start the nodes."""
+        deadline = time.monotonic() + wait
+        while True:
+            connected = set(grid.get_node_ids())
+            new = connected - set(self.node_ids.values()) - set(self.ignored_nodes)
+            if new:
+                self._identify(grid, sorted(new), strict=True)
+            missing = sorted(set(range(self.num_nodes)) - set(self.node_ids))
+            if not missing:
+                return
             if time.monotonic() > deadline:
-                raise NodeFailure(
-                    f"only {len(list(grid.get_node_ids()))} of "
-                    f"{self.num_nodes} nodes connected; start them all")
+                raise NodeFailure(self._missing_partitions(len(connected), missing, wait))
             time.sleep(0.2)
-        self._identify(grid, list(grid.get_node_ids()), strict=True)
-        missing = sorted(set(range(self.num_nodes)) - set(self.node_ids))
-        if missing:
-            raise NodeFailure(f"no node serves partitions {missing}")
+
+    def _missing_partitions(self, connected: int, missing: list[int], waited: float) -> str:
+        """Why the run cannot start, and the fix for simulation and deployment."""
+        start = (f"in simulation give --federation-config \"num-supernodes={self.num_nodes}\"; "
+                 "in deployment start one SuperNode per partition with --node-config "
+                 f"'partition-id=<n> num-partitions={self.num_nodes}'")
+        if connected < self.num_nodes:
+            return (f"only {connected} of {self.num_nodes} nodes connected within "
+                    f"{waited:g} s; {start}")
+        ignored = "; ".join(self.ignore_reasons.values())
+        return (f"no node serves partition(s) {missing} of {self.num_nodes}"
+                + (f" (ignored: {ignored})" if ignored else "") + f"; {start}")
 
     def _identify(self, grid: Grid, node_ids: list[int], strict: bool = False) -> None:
         """Map ``node_ids`` to partitions. A node of another federation is an
-        error at start (``strict``) and ignored later; a silent one is retried."""
+        error at start (``strict``) and ignored later. A node without a
+        partition, or a second node for a partition already served, is
+        ignored with one warning. A silent node is asked again later."""
         messages = [Message(RecordDict({HL_CONFIG: self.run_settings}),
                             dst_node_id=node_id, message_type=QUERY_IDENTIFY)
                     for node_id in node_ids]
-        replies = list(grid.send_and_receive(messages, timeout=self.reply_timeout))
-        if strict:
-            self._checked(replies, expected=len(messages))
-        for reply in replies:
+        for reply in grid.send_and_receive(messages, timeout=self.reply_timeout):
             node_id = reply.metadata.src_node_id
-            try:
-                metrics = reply.content[METRICS]
-                partition, partitions = (int(metrics["partition-id"]),
-                                         int(metrics["num-partitions"]))
-                version = int(metrics["policy-version"])
-            except (KeyError, TypeError, ValueError):
-                if strict:
-                    raise NodeFailure(f"node {node_id} did not say which partition "
-                                      "it serves") from None
+            claim = self._claimed_partition(reply)
+            if isinstance(claim, str):
+                if strict and "serves partition" in claim:
+                    raise NodeFailure(claim)
+                log(WARNING, "%s; ignoring it", claim)
+                self.ignored_nodes[node_id] = None
+                self.ignore_reasons[node_id] = claim
                 continue
-            if partitions != self.num_nodes or not 0 <= partition < partitions:
-                message = (f"node {node_id} serves partition {partition} of "
-                           f"{partitions}, but the run has {self.num_nodes} nodes")
-                if strict:
-                    raise NodeFailure(message)
-                log(WARNING, "%s; ignoring it", message)
-                self.foreign_nodes.add(node_id)
+            partition, version = claim
+            holder = self.node_ids.get(partition)
+            if holder is not None and holder != node_id:
+                why = (f"nodes {holder} and {node_id} both serve partition {partition}; "
+                       f"using node {holder}")
+                log(WARNING, "%s, ignoring node %d", why, node_id)
+                self.ignored_nodes[node_id] = partition
+                self.ignore_reasons[node_id] = why
                 continue
-            if partition in self.node_ids and not strict:
-                log(INFO, "partition %d is back as node %d", partition, node_id)
+            if not strict:
+                log(INFO, "partition %d is served by node %d", partition, node_id)
             self.node_ids[partition] = node_id
             self.down_until.pop(partition, None)
             self.node_policy_versions[node_id] = version
+
+    def _claimed_partition(self, reply: Message) -> tuple[int, int] | str:
+        """(partition, policy version) an identify reply claims, or why the
+        node cannot be used."""
+        node_id = reply.metadata.src_node_id
+        if reply.has_error():
+            return f"node {node_id} cannot serve: {raised_message(reply.error.reason)}"
+        try:
+            metrics = reply.content[METRICS]
+            partition, partitions = (int(metrics["partition-id"]),
+                                     int(metrics["num-partitions"]))
+            version = int(metrics["policy-version"])
+        except (KeyError, TypeError, ValueError):
+            return f"node {node_id} did not say which partition it serves"
+        if partitions != self.num_nodes or not 0 <= partition < partitions:
+            return (f"node {node_id} serves partition {partition} of {partitions}, "
+                    f"but the run has {self.num_nodes} nodes")
+        return partition, version
 
     def _by_partition(self, replies: Iterable[Message]) -> dict[int, Message]:
         """Replies keyed by the partition of the node that sent them (the
