@@ -199,15 +199,9 @@ def check_inputs(config: HLConfig, verbose: bool = False) -> None:
     before any run (TaskError, DataError, DistanceError)."""
     if not verbose:
         import_tensorflow_quietly()  # the task builds its Keras model
-    from hl_flower import task
-    from hl_flower.data import check_partitions
-    from hl_flower.distance import distance_matrix
+    from hl_flower.inputs import check_inputs as check
 
-    task.check_task(config)
-    if not task.has_own_partitions(config):
-        check_partitions(task.training_set(config), config.num_nodes, config.main_samples,
-                         config.other_samples, config.partition)
-    distance_matrix(config)
+    check(config)
 
 
 def load_policy(folder: str, config: HLConfig, verbose: bool):  # -> DQNAgent | None

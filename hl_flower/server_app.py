@@ -28,12 +28,13 @@ from .best_policy import (
     validation_seeds,
 )
 from .checkpoint import load_latest, save_checkpoint
-from .config import CONFIG_FILE, HLConfig, from_flat, to_flat
+from .config import CONFIG_FILE, ConfigError, HLConfig, from_flat, to_flat
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
+from .inputs import INPUT_ERRORS, RunConfigError, check_inputs, quiet_input_errors
 from .plots import plot_last_episode, plot_training
-from .runlog import RunRecorder, create_run_folder, logging_into, write_json
+from .runlog import RunFolderExists, RunRecorder, create_run_folder, logging_into, write_json
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
@@ -155,19 +156,48 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """``flwr run`` entry point: settings from the run config; one log line
-    per episode (shown by ``flwr run --stream``)."""
-    settings = dict(context.run_config)
-    run_dir = str(settings.pop("run-dir", "") or
-                  f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
-    config = from_flat(settings).validate()
+    per episode (shown by ``flwr run --stream``). Everything ``sim.py``
+    checks is checked before the run folder is made; a mistake ends the run
+    with one line (RunConfigError)."""
+    config, folder = checked_run(dict(context.run_config))
 
     def log_episode(result: EpisodeResult) -> None:
         log(INFO, "episode %d/%d: %d steps, accuracy %.3f, cost %.3f, %d failures",
             result.episode + 1, config.episodes, result.steps, result.accuracy,
             result.communication_cost, result.failures)
 
-    folder = create_run_folder(Path(run_dir), overwrite=False, kind="train")
     summary = run_hl(grid, config, folder, on_episode=log_episode,
                      on_validation=lambda v, best: log(INFO, describe_validation(v, best)))
     if summary["stopped"]:
         raise NodeFailure(summary["stopped"])
+
+
+def checked_run(settings: dict) -> tuple[HLConfig, Path]:
+    """The settings and the new run folder of a ``flwr run``, from its run
+    config (HL's settings plus ``run-dir`` and ``overwrite``). Raises
+    RunConfigError, with nothing written, for a mistake ``sim.py`` would
+    refuse."""
+    quiet_input_errors()
+    run_dir = str(settings.pop("run-dir", "") or
+                  f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        overwrite = _overwrite(settings.pop("overwrite", False))
+        config = from_flat(settings).validate()
+        check_inputs(config)
+        folder = create_run_folder(Path(run_dir), overwrite=overwrite, kind="train")
+    except RunFolderExists as err:
+        raise RunConfigError(f"{err}".replace(
+            "pick another --name or pass --overwrite",
+            "give another run-dir, or overwrite=true in --run-config")) from None
+    except INPUT_ERRORS as err:
+        raise RunConfigError(str(err)) from None
+    return config, folder
+
+
+def _overwrite(value: object) -> bool:
+    """The run config's ``overwrite``: true or false (ConfigError otherwise)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"overwrite must be true or false, got {value!r}")

@@ -202,7 +202,7 @@ def test_unknown_preset_raises() -> None:
 
 def test_pyproject_run_config_matches_defaults() -> None:
     run_config = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
-    run_config.pop("run-dir")
+    assert run_config.pop("run-dir") == "" and run_config.pop("overwrite") is False
     assert run_config == to_flat(HLConfig())
     assert from_flat(run_config) == HLConfig()
 

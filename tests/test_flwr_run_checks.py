@@ -1,0 +1,61 @@
+"""``flwr run`` is as safe as ``sim.py``: the ServerApp checks the run config,
+the task, the data and the run folder before it writes anything, and a
+mistake is one line (hl_flower.server_app.checked_run)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from hl_flower.inputs import OneLineInputErrors, RunConfigError
+from hl_flower.server_app import checked_run
+
+SMALL = {"dataset": "digits", "num-nodes": 4, "main-samples": 40, "other-samples": 20}
+
+
+def run_config(tmp_path: Path, **changes: object) -> dict:
+    return SMALL | {"run-dir": str(tmp_path / "run")} | changes
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"goal": True}, "must be a number, got the boolean True"),
+    ({"episodes": "many"}, "must be a whole number"),
+    ({"goal": 1.5}, "--goal must be in (0, 1]"),
+    ({"no-such-key": 1}, "unknown setting 'no-such-key'"),
+    ({"dataset": "idx:/nowhere"}, "/nowhere"),
+    ({"main-samples": 5000}, "do not fit this training set"),
+    ({"distance-file": "/nowhere.csv"}, "--distance-file /nowhere.csv does not exist"),
+    ({"task": "no_such_task_module"}, "no_such_task_module"),
+    ({"overwrite": "maybe"}, "overwrite must be true or false"),
+])
+def test_a_bad_run_config_is_refused_before_anything_is_written(
+        tmp_path: Path, changes: dict, expected: str) -> None:
+    with pytest.raises(RunConfigError) as refused:
+        checked_run(run_config(tmp_path, **changes))
+    assert expected in str(refused.value) and "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_run_folder_is_kept_unless_overwrite_is_set(tmp_path: Path) -> None:
+    config, folder = checked_run(run_config(tmp_path))
+    (folder / "steps.csv").write_text("earlier run\n")
+    with pytest.raises(RunConfigError, match="give another run-dir, or overwrite=true"):
+        checked_run(run_config(tmp_path))
+    assert (folder / "steps.csv").read_text() == "earlier run\n"
+    _, again = checked_run(run_config(tmp_path, overwrite=True))
+    assert again == folder and not (folder / "steps.csv").exists()
+    assert config.num_nodes == 4
+
+
+def test_flower_logs_a_run_config_error_as_one_line() -> None:
+    try:
+        raise RunConfigError("--goal must be in (0, 1], got 1.5")
+    except RunConfigError as err:
+        record = logging.LogRecord("flwr", logging.ERROR, __file__, 1,
+                                   "%s raised an exception", ("ServerApp",),
+                                   (type(err), err, err.__traceback__))
+    OneLineInputErrors().filter(record)
+    text = logging.Formatter("%(levelname)s %(message)s").format(record)
+    assert text == "ERROR flwr run: --goal must be in (0, 1], got 1.5"
