@@ -35,7 +35,12 @@ from hl_flower.config import (  # noqa: E402
     preset,
     saved_config,
 )
-from hl_flower.methods import HL_GREEDY, METHODS, check_methods  # noqa: E402
+from hl_flower.methods import (  # noqa: E402
+    DEFAULT_METHODS,
+    HL_GREEDY,
+    METHODS,
+    check_methods,
+)
 from hl_flower.settings_help import SETTING_HELP  # noqa: E402
 
 COMMANDS = ("train", "compare", "eval")
@@ -113,10 +118,10 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                        help="evaluation seeds, counted on from the training seed "
                             "(default: 5)")
     if command == "compare":
-        group.add_argument("--methods", default=",".join(METHODS),
-                           help=f"comma-separated subset of {','.join(METHODS)}")
-        group.add_argument("--fedavg-fraction", type=float, default=1.0,
-                           help="fraction of nodes FedAvg trains per round (default: 1)")
+        group.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                           help=f"comma-separated subset of {','.join(METHODS)} "
+                                f"(default: {','.join(DEFAULT_METHODS)}); the Flower "
+                                "strategies' own settings are flags below")
 
 
 def base_config(args: argparse.Namespace) -> HLConfig:
@@ -178,7 +183,7 @@ def resume_point(args: argparse.Namespace, config: HLConfig) -> int:
 
 
 def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
-    """The methods to run; ConfigError on a bad count, name or fraction."""
+    """The methods to run; ConfigError on a bad count or name."""
     if command == "train":
         return []
     if args.seeds < 1:
@@ -188,9 +193,6 @@ def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
                           "folder that holds policy.weights.h5")
     if command == "eval":
         return [HL_GREEDY]
-    if not 0.0 < args.fedavg_fraction <= 1.0:
-        raise ConfigError(f"--fedavg-fraction must be in (0, 1], got "
-                          f"{args.fedavg_fraction}")
     return check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
 
 
@@ -269,8 +271,7 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
                                                    on_validation=progress.on_validation))
         return progress.summary_line(), summary.get("stopped"), summary
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
-                       stem=command, agent=agent,
-                       fedavg_fraction=getattr(args, "fedavg_fraction", 1.0))
+                       stem=command, agent=agent)
     with progress:
         simulate(args, config, make_compare_app(
             plan, progress.on_step, progress.on_episode,

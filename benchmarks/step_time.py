@@ -61,7 +61,7 @@ from hl_flower.image_sets import load_dataset  # noqa: E402
 from hl_flower.observation import flatten_weights, reference_observation  # noqa: E402
 from hl_flower.reference_task import build_node_model  # noqa: E402
 from hl_flower.simulation import simulate  # noqa: E402
-from strategies import FedAvgBaseline, HomogeneousLearning, StepResult  # noqa: E402
+from strategies import FlowerBaseline, HomogeneousLearning, StepResult  # noqa: E402
 
 
 def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[StepResult]:
@@ -243,7 +243,7 @@ def main() -> None:
             "the rest: messages, serialisation, scheduling": [
                 s.time_step - s.time_train - s.time_observe - s.time_evaluate
                 for s in steps]})
-        fedavg = FedAvgBaseline.from_config(config.replace(max_steps=args.fedavg_rounds))
+        fedavg = FlowerBaseline.from_config(config.replace(max_steps=args.fedavg_rounds))
         results["fedavg"] = [s.time_step for s in timed_steps(fedavg, grid, config, 1)]
         results["hl_bare"] = bare_hl_steps(config, agent, args.episodes, args.steps)
         results["fedavg_bare"] = bare_fedavg_rounds(config, args.fedavg_rounds)

@@ -18,9 +18,10 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from strategies import (
+    FLOWER_STRATEGIES,
     HOP_BASELINES,
     EpisodeResult,
-    FedAvgBaseline,
+    FlowerBaseline,
     NodeFailure,
     StepResult,
 )
@@ -31,7 +32,7 @@ from .config import CONFIG_FILE, HLConfig, to_flat
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
-from .methods import FEDAVG, HL_GREEDY
+from .methods import HL_GREEDY
 from .plots import plot_comparison
 from .report import write_report
 from .runlog import logging_into, write_json
@@ -47,7 +48,7 @@ class MethodRun:
     steps: int
     reached_goal: bool
     accuracy: float
-    communication_cost: float  # NaN for FedAvg (no hops)
+    communication_cost: float  # NaN for Flower's strategies (no hops)
     bytes_sent: int
     model_transfers: int
     wall_time: float
@@ -72,15 +73,14 @@ def evaluation_seeds(config: HLConfig, count: int) -> list[int]:
     return [config.seed + 1 + i for i in range(count)]
 
 
-def method_strategy(method: str, config: HLConfig, agent: DQNAgent | None,
-                    fedavg_fraction: float) -> EpisodeLoop:
+def method_strategy(method: str, config: HLConfig, agent: DQNAgent | None) -> EpisodeLoop:
     """The strategy that plays ``method`` with ``config``."""
     if method == HL_GREEDY:
         if agent is None:
             raise ValueError("HL-greedy needs a trained policy")
         return greedy_policy(config, agent)
-    if method == FEDAVG:
-        return FedAvgBaseline.from_config(config, fedavg_fraction)
+    if method in FLOWER_STRATEGIES:
+        return FlowerBaseline.from_config(config, method)
     return HOP_BASELINES[method].from_config(config, distance_matrix(config))
 
 
@@ -103,7 +103,7 @@ class CurveRecorder:
 
 
 def run_comparison(grid: Grid, config: HLConfig, agent: DQNAgent | None,
-                   methods: list[str], seeds: list[int], fedavg_fraction: float = 1.0,
+                   methods: list[str], seeds: list[int],
                    on_run: Callable[[MethodRun], None] | None = None,
                    ) -> tuple[list[MethodRun], list[CurvePoint]]:
     """One episode per method and seed; returns the runs and their curves."""
@@ -113,7 +113,7 @@ def run_comparison(grid: Grid, config: HLConfig, agent: DQNAgent | None,
     for method in methods:
         for seed in seeds:
             seeded = dataclasses.replace(config, seed=seed)
-            strategy = method_strategy(method, seeded, agent, fedavg_fraction)
+            strategy = method_strategy(method, seeded, agent)
             recorder = CurveRecorder(method, seed)
             (episode,) = strategy.start(grid, model_factory(seeded), evaluate,
                                         episodes=1, on_step=recorder)
@@ -151,7 +151,6 @@ class ComparePlan:
     seeds: list[int]
     stem: str = "compare"  # file names: compare.csv, compare.md, ...
     agent: DQNAgent | None = None  # a loaded policy; None = train HL first
-    fedavg_fraction: float = 1.0
     table: str = ""  # the Markdown table, once written
     stopped: str | None = None  # why the run stopped early, if it did
 
@@ -184,7 +183,7 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
         else:
             write_json(plan.folder / CONFIG_FILE, to_flat(cfg))
         runs, curves = run_comparison(grid, cfg, plan.agent, plan.methods, plan.seeds,
-                                      plan.fedavg_fraction, on_run)
+                                      on_run)
         title = (f"{cfg.task or cfg.dataset}, {cfg.num_nodes} nodes, goal {cfg.goal}, "
                  f"seeds {', '.join(map(str, plan.seeds))}")
         plan.table = write_report(plan.folder, plan.stem, runs, curves, title)

@@ -74,6 +74,16 @@ class HLConfig:
     # --- validation during training (keeps the best greedy policy) ---
     validate_every: int = 0  # episodes between greedy validations; 0 = never
     validation_seeds: int = 2  # validation episodes, on seeds 301, 302, ...
+    # --- Flower's strategies as compare baselines (defaults: Flower 1.42's) ---
+    fedavg_fraction: float = 1.0  # fraction_train: share of the nodes sampled per round
+    proximal_mu: float = 0.0  # FedProx: mu of the nodes' (mu/2)||w - w_received||^2
+    server_learning_rate: float = 0.0  # FedAvgM's, FedAdam's/FedYogi's eta; 0 = Flower's
+    server_momentum: float = 0.0  # FedAvgM
+    # FedAdam's, FedYogi's beta_1, beta_2, tau ("server_": a task's own Adam may
+    # name beta_1 and beta_2, and every setting a task function names reaches it)
+    server_beta_1: float = 0.9  # decay of the update's first moment
+    server_beta_2: float = 0.99  # decay of its second moment
+    server_tau: float = 1e-3  # adaptivity (added to sqrt(v))
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
     distance_seed: int = 0  # reference: np.random.seed(0)
@@ -133,6 +143,7 @@ class HLConfig:
                               f"--replay-size {self.replay_size}, so the DQN would "
                               f"never train; use --replay-batch {self.replay_size} or less")
         self._validate_dqn_options()
+        self._validate_flower_strategies()
         return self
 
     def _validate_dqn_options(self) -> None:
@@ -155,6 +166,28 @@ class HLConfig:
         if not self.reward_scale > 0 or math.isinf(self.reward_scale):
             raise ConfigError(f"--reward-scale must be a positive number, "
                               f"got {self.reward_scale}")
+
+    def _validate_flower_strategies(self) -> None:
+        """The ranges of Reddi et al. (ICLR 2021, Algorithm 2: beta in [0, 1),
+        tau > 0), Hsu et al. (2019: momentum in [0, 1)) and Li et al. (MLSys
+        2020: mu >= 0)."""
+        if not 0.0 < self.fedavg_fraction <= 1.0:
+            raise ConfigError(f"--fedavg-fraction must be in (0, 1], got "
+                              f"{self.fedavg_fraction}")
+        if not 0.0 <= self.proximal_mu < math.inf:
+            raise ConfigError(f"--proximal-mu must be 0 (no proximal term) or a positive "
+                              f"number such as 0.01, got {self.proximal_mu}")
+        if not 0.0 <= self.server_learning_rate < math.inf:
+            raise ConfigError("--server-learning-rate must be 0 (Flower's default for "
+                              "each strategy) or a positive number, got "
+                              f"{self.server_learning_rate}")
+        for name in ("server_momentum", "server_beta_1", "server_beta_2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1) (for example 0.9), "
+                                  f"got {getattr(self, name)}")
+        if not 0.0 < self.server_tau < math.inf:
+            raise ConfigError(f"--server-tau must be a positive number (Flower's default: "
+                              f"0.001), got {self.server_tau}")
 
     def replace(self, **changes: Any) -> HLConfig:
         """Return a copy with some settings changed."""

@@ -1,9 +1,10 @@
 """Names and helpers for what HL's messages carry, shared by both sides.
 
 Server -> node (``train``): ``arrays`` (global model), ``hl`` (run settings),
-``step`` (episode, step, epsilon, policy version, whether to decide),
-only when the node's copy is stale, ``policy`` (DQN weights), and with the
-``progress`` observation, ``context`` (the server's part of it).
+``step`` (episode, step, epsilon, policy version, whether to decide, and
+from FedProx ``proximal-mu``), only when the node's copy is stale,
+``policy`` (DQN weights), and with the ``progress`` observation,
+``context`` (the server's part of it).
 Node -> server: ``arrays`` (trained model) and ``metrics`` (loss,
 num-examples, partition id, policy version, observation, next nodes).
 """
@@ -18,6 +19,9 @@ STEP = "step"
 POLICY = "policy"
 CONTEXT = "context"  # ``progress`` observation: the server's features
 METRICS = "metrics"
+# Weight mu of the proximal term a node adds to its local loss, in the step
+# config: the key Flower's FedProx strategy writes (0 or absent: no term)
+PROXIMAL_MU = "proximal-mu"
 QUERY_IDENTIFY = "query.identify"
 QUERY_CHOOSE = "query.choose"
 

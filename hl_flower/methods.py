@@ -1,7 +1,10 @@
 """Names of the methods ``sim.py compare`` runs (light: no Flower, no TF).
 
 ``HL-greedy`` is HL's trained policy with epsilon = 0 and no learning; the
-hop baselines are in ``strategies/baselines.py``; ``FedAvg`` is Flower's.
+hop baselines are in ``strategies/baselines.py``; ``FedAvg``, ``FedProx``,
+``FedAvgM``, ``FedAdam`` and ``FedYogi`` are Flower's own strategies of those
+names (``strategies/fedavg.py``). A compare without ``--methods`` runs
+:data:`DEFAULT_METHODS`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from .config import ConfigError
 HL_GREEDY = "HL-greedy"
 FEDAVG = "FedAvg"
 HOP_RULES = ("RandomHop", "RoundRobin", "NearestUnvisited", "Standalone")
-METHODS = (HL_GREEDY, *HOP_RULES, FEDAVG)
+# Flower's aggregating strategies (flwr.serverapp.strategy), by Flower's name
+FLOWER_STRATEGIES = (FEDAVG, "FedProx", "FedAvgM", "FedAdam", "FedYogi")
+METHODS = (HL_GREEDY, *HOP_RULES, *FLOWER_STRATEGIES)
+DEFAULT_METHODS = (HL_GREEDY, *HOP_RULES, FEDAVG)
 
 
 def check_methods(names: list[str]) -> list[str]:

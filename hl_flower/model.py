@@ -8,6 +8,7 @@ to the loss one-hot when it is a (non-sparse) categorical loss.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import keras  # noqa: E402
@@ -76,32 +77,79 @@ class LocalTrainer:
         import tensorflow as tf
 
         self.model = model
-        loss_fn, one_hot = training_loss(model)
-        classes = int(np.asarray(model(sample[:1], training=False)).shape[-1])
+        self._loss_fn, self._one_hot = training_loss(model)
+        self._classes = int(np.asarray(model(sample[:1], training=False)).shape[-1])
         self._blank = np.zeros((2, *sample.shape[1:]), sample.dtype)  # 2: no broadcasting
-        spec = (tf.TensorSpec((None, *sample.shape[1:]), tf.as_dtype(sample.dtype)),
-                tf.TensorSpec((None,), tf.int64))
+        self._spec = (tf.TensorSpec((None, *sample.shape[1:]), tf.as_dtype(sample.dtype)),
+                      tf.TensorSpec((None,), tf.int64))
 
-        @tf.function(input_signature=spec)
+        @tf.function(input_signature=self._spec)
+        def count_correct(x, y):
+            predicted = tf.argmax(model(x, training=False), axis=1)
+            return tf.reduce_sum(tf.cast(predicted == y, tf.int64))
+
+        self._train_batch = self._traced_step(proximal=False)
+        self._count_correct = count_correct
+        self._warm = False
+        # FedProx's term, made on first use with mu > 0: anchor w0 and mu as
+        # variables, so each local training sets them without a new trace
+        self._proximal_step: Callable | None = None
+        self._anchor: list | None = None
+        self._mu: object | None = None
+
+    def _traced_step(self, proximal: bool) -> Callable:
+        """One traced training step on a batch; returns the batch's loss (the
+        data loss plus the model's own regularisation losses). With
+        ``proximal`` the gradient is also taken of :meth:`_proximal_term`."""
+        import tensorflow as tf
+
+        model, loss_fn, one_hot, classes = (self.model, self._loss_fn, self._one_hot,
+                                            self._classes)
+
+        @tf.function(input_signature=self._spec)
         def train_batch(x, y):
             target = tf.one_hot(y, classes, dtype=tf.float32) if one_hot else y
             with tf.GradientTape() as tape:
                 loss = loss_fn(target, model(x, training=True))
                 if model.losses:  # kernel regularisers and the like
                     loss = loss + tf.add_n(model.losses)
-            grads = tape.gradient(loss, model.trainable_variables)
+                objective = loss
+                if proximal:
+                    objective = loss + tf.cast(self._proximal_term(), loss.dtype)
+            grads = tape.gradient(objective, model.trainable_variables)
             model.optimizer.apply_gradients(zip(grads, model.trainable_variables,
                                                 strict=True))
             return loss
 
-        @tf.function(input_signature=spec)
-        def count_correct(x, y):
-            predicted = tf.argmax(model(x, training=False), axis=1)
-            return tf.reduce_sum(tf.cast(predicted == y, tf.int64))
+        return train_batch
 
-        self._train_batch = train_batch
-        self._count_correct = count_correct
-        self._warm = False
+    def _proximal_term(self):  # -> tf.Tensor, a float32 scalar
+        """FedProx's proximal term (mu / 2) * ||w - w0||^2 over the trainable
+        weights w and the anchor w0 (Li et al., "Federated Optimization in
+        Heterogeneous Networks", MLSys 2020, eq. 2); its gradient is
+        mu * (w - w0)."""
+        import tensorflow as tf
+
+        squares = [tf.cast(tf.reduce_sum(tf.square(w - anchor)), tf.float32)
+                   for w, anchor in zip(self.model.trainable_variables, self._anchor,
+                                        strict=True)]
+        return 0.5 * self._mu * tf.add_n(squares)
+
+    def _anchor_here(self, mu: float) -> Callable:
+        """Anchor the proximal term at the current trainable weights with
+        weight ``mu``; returns the step that applies it."""
+        import tensorflow as tf
+
+        weights = [w.numpy() for w in self.model.trainable_variables]
+        if self._proximal_step is None:
+            self._anchor = [tf.Variable(w, trainable=False) for w in weights]
+            self._mu = tf.Variable(mu, dtype=tf.float32, trainable=False)
+            self._proximal_step = self._traced_step(proximal=True)
+        else:
+            for anchor, w in zip(self._anchor, weights, strict=True):
+                anchor.assign(w)
+            self._mu.assign(mu)
+        return self._proximal_step
 
     def warm_up(self) -> None:
         """Trace the training step now (two blank samples), so the first real
@@ -116,11 +164,22 @@ class LocalTrainer:
         self._warm = True
 
     def fit_epochs(self, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
-                   rng: np.random.Generator) -> float:
+                   rng: np.random.Generator, proximal_mu: float = 0.0) -> float:
         """Train ``epochs`` shuffled epochs on samples ``x`` (n, ...) and
         integer labels ``y`` (n,); returns the last epoch's mean loss. The
         order and any random layers (Dropout) draw from ``rng`` alone, so a
-        training is the same in any process, whatever ran there before."""
+        training is the same in any process, whatever ran there before.
+
+        With ``proximal_mu`` = mu > 0 each batch's loss also gets FedProx's
+        proximal term (mu / 2) * ||w - w0||^2, w0 being the trainable weights
+        when the call starts (the model the node received), which keeps the
+        local model near it (Li et al., MLSys 2020, eq. 2); the returned loss
+        leaves the term out. mu = 0 runs the very same step as without it.
+        Raises ValueError for a negative or non-finite ``proximal_mu``.
+        """
+        if not 0.0 <= proximal_mu < math.inf:
+            raise ValueError(f"proximal-mu must be a finite number >= 0, got {proximal_mu}")
+        step = self._anchor_here(proximal_mu) if proximal_mu > 0 else self._train_batch
         self._reseed_random_layers(rng)
         mean_loss = 0.0
         for _ in range(epochs):
@@ -128,8 +187,8 @@ class LocalTrainer:
             losses, sizes = [], []
             for start in range(0, len(x), batch_size):
                 batch = order[start:start + batch_size]
-                losses.append(float(self._train_batch(x[batch], y[batch])))
-                self._warm = True
+                losses.append(float(step(x[batch], y[batch])))
+                self._warm = self._warm or step is self._train_batch
                 sizes.append(len(batch))
             mean_loss = float(np.average(losses, weights=sizes))
         return mean_loss

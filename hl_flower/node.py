@@ -47,6 +47,7 @@ from .messages import (
     HL_CONFIG,
     METRICS,
     POLICY,
+    PROXIMAL_MU,
     STATE_OPTIMIZER,
     STATE_OPTIMIZER_EPISODE,
     STATE_POLICY,
@@ -191,7 +192,9 @@ def fit_local(trainer: LocalTrainer, x: np.ndarray, y: np.ndarray, config: HLCon
               context: Context, step: ConfigRecord, node: int) -> float:
     """One local training run; Adam's state persists per node within an
     episode (told apart by the server's ``episode-key``, unique per episode
-    even when several runs in one Flower run reuse episode numbers)."""
+    even when several runs in one Flower run reuse episode numbers). A
+    ``proximal-mu`` in the step config, whoever sent it, adds the proximal
+    term anchored at the received model (FedProx)."""
     model = trainer.model
     episode, key = int(step["episode"]), int(step["episode-key"])
     if (STATE_OPTIMIZER in context.state
@@ -201,7 +204,8 @@ def fit_local(trainer: LocalTrainer, x: np.ndarray, y: np.ndarray, config: HLCon
         set_optimizer_state(model, None)
     rng = np.random.default_rng(step_seed(config.seed, episode, int(step["step"]),
                                           STREAM_FIT) + [node])
-    loss = trainer.fit_epochs(x, y, config.local_epochs, config.batch_size, rng)
+    loss = trainer.fit_epochs(x, y, config.local_epochs, config.batch_size, rng,
+                              proximal_mu=float(step.get(PROXIMAL_MU, 0.0)))
     context.state[STATE_OPTIMIZER] = ArrayRecord(optimizer_state(model))
     context.state[STATE_OPTIMIZER_EPISODE] = ConfigRecord({"episode": key})
     return loss

@@ -84,7 +84,7 @@ def plot_accuracy_against(curves: list[CurvePoint], x: str, xlabel: str, goal: f
 def plot_steps_per_method(runs: list[MethodRun], max_steps: int, path: Path) -> None:
     """Steps to the goal per method: mean bar, one dot per seed."""
     methods = list(dict.fromkeys(r.method for r in runs))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(methods)), 4))
     for index, method in enumerate(methods):
         steps = [r.steps for r in runs if r.method == method]
         ax.bar(index, sum(steps) / len(steps), color=f"C{index % 10}", alpha=0.6)

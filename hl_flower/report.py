@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .methods import FEDAVG, HL_GREEDY, HOP_RULES
+from .methods import FLOWER_STRATEGIES, HL_GREEDY, HOP_RULES
 
 if TYPE_CHECKING:
     from .compare import CurvePoint, MethodRun
@@ -90,12 +90,24 @@ def markdown_table(runs: list[MethodRun], title: str) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Mean ± standard deviation over the seeds. An episode that misses "
               "the goal counts the step cap as its steps."]
-    if any(r.method == FEDAVG for r in runs):
-        lines.append("FedAvg's communication cost is blank: it has no hops (the model "
-                     "goes from the server to every sampled node and back each round), "
-                     "so the distance matrix does not apply; compare bytes and transfers.")
+    lines += hopless_note(runs)
     lines += ratio_lines(runs)
     return "\n".join(lines) + "\n"
+
+
+def hopless_note(runs: list[MethodRun]) -> list[str]:
+    """Why the Flower strategies in ``runs`` have no communication cost."""
+    names = [m for m in FLOWER_STRATEGIES if any(r.method == m for r in runs)]
+    if not names:
+        return []
+    if len(names) == 1:
+        subject, verb = f"{names[0]}'s communication cost is", "it has"
+    else:
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}"
+        subject, verb = f"The communication cost of {listed} is", "they have"
+    return [f"{subject} blank: {verb} no hops (the model goes from the server to "
+            "every sampled node and back each round), so the distance matrix does "
+            "not apply; compare bytes and transfers."]
 
 
 def ratio_lines(runs: list[MethodRun], method: str = HL_GREEDY) -> list[str]:

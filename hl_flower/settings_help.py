@@ -56,6 +56,22 @@ SETTING_HELP: dict[str, str] = {
     "validate_every": "episodes between greedy validations keeping the best "
                       "policy in <run>/best (0 = never)",
     "validation_seeds": "episodes per validation, on seeds 301, 302, ...",
+    "fedavg_fraction": "share (0-1] of the nodes that FedAvg and the other Flower "
+                       "strategies of compare train per round (fraction_train)",
+    "proximal_mu": "FedProx's mu: each node adds mu/2 x the squared L2 distance of its "
+                   "weights from the model it received to its local loss (loss per "
+                   "squared weight unit; 0 = no term, FedProx = FedAvg)",
+    "server_learning_rate": "server step of FedAvgM (multiplies the averaged update; "
+                            "1 = FedAvg) and eta of FedAdam and FedYogi (weight units "
+                            "per round); 0 = Flower's default for each: 1.0, 0.1, 0.01",
+    "server_momentum": "FedAvgM's server momentum: share of the last round's update "
+                       "added to this one's, in [0, 1)",
+    "server_beta_1": "beta_1 of FedAdam and FedYogi: per-round decay of the mean update, "
+                     "in [0, 1)",
+    "server_beta_2": "beta_2 of FedAdam and FedYogi: per-round decay of the mean squared "
+                     "update, in [0, 1)",
+    "server_tau": "tau of FedAdam and FedYogi: added to sqrt(v) in the server step "
+                  "(weight units; smaller = more adaptive)",
     "distance_file": "CSV or .npy N x N hop distances (empty: the paper's seeded matrix)",
     "distance_seed": "seed of the paper's random distance matrix",
     "seed": "seed of data order, model initialisation, exploration and replay",

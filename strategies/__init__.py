@@ -2,7 +2,7 @@
 
 from .baselines import NearestUnvisited, RandomHop, RoundRobin, RuleBasedHop, Standalone
 from .episodes import EpisodeResult, NodeFailure, RoundOutcome, StepResult
-from .fedavg import FedAvgBaseline
+from .fedavg import FLOWER_STRATEGIES, FlowerBaseline
 from .hl import HomogeneousLearning
 from .metered_grid import MeteredGrid, Traffic
 from .travelling import TravellingModel
@@ -10,7 +10,8 @@ from .travelling import TravellingModel
 HOP_BASELINES: dict[str, type[RuleBasedHop]] = {
     rule.name: rule for rule in (RandomHop, RoundRobin, NearestUnvisited, Standalone)}
 
-__all__ = ["HOP_BASELINES", "EpisodeResult", "FedAvgBaseline", "HomogeneousLearning",
+__all__ = ["FLOWER_STRATEGIES", "HOP_BASELINES", "EpisodeResult", "FlowerBaseline",
+           "HomogeneousLearning",
            "MeteredGrid", "NearestUnvisited", "NodeFailure", "RandomHop", "RoundOutcome",
            "RoundRobin", "RuleBasedHop", "Standalone", "StepResult", "Traffic",
            "TravellingModel"]

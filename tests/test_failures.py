@@ -33,7 +33,7 @@ from hl_flower.quiet import TerminalFilter
 from hl_flower.runlog import resume_can_help
 from hl_flower.server_app import run_hl
 from hl_flower.simulation import simulate
-from strategies import FedAvgBaseline, RoundRobin, StepResult
+from strategies import FlowerBaseline, RoundRobin, StepResult
 from strategies.replies import raised_message
 
 DRILLS = "1:crash:1-3,2:crash,3:nan,4:choice"
@@ -57,7 +57,7 @@ def drilled(tmp_path_factory: pytest.TempPathFactory) -> dict:
                    on_step=steps.append)
         seen["round_robin"] = steps
         rounds: list[StepResult] = []
-        FedAvgBaseline.from_config(CONFIG.replace(max_steps=4)).start(
+        FlowerBaseline.from_config(CONFIG.replace(max_steps=4)).start(
             grid, model_factory(CONFIG), TestSetEvaluator(CONFIG), episodes=1,
             on_step=rounds.append)
         seen["fedavg"] = rounds

@@ -104,8 +104,10 @@ def test_k_models_are_averaged_as_fedavg_does_batchnorm_statistics_too() -> None
 
 
 def test_strategies_are_built_from_keyword_arguments_without_a_run_config() -> None:
+    from flwr.serverapp.strategy import FedAvg
+
     from hl_flower.reward import paper_reward
-    from strategies import FedAvgBaseline, NearestUnvisited
+    from strategies import FlowerBaseline, NearestUnvisited
 
     agent = DQNAgent(HLConfig(num_nodes=5, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
     hl = HomogeneousLearning(agent, num_nodes=5, distance=reference_distance(5),
@@ -119,7 +121,8 @@ def test_strategies_are_built_from_keyword_arguments_without_a_run_config() -> N
     rule = NearestUnvisited(num_nodes=5, distance=reference_distance(5), starter=3)
     rule.begin_episode(0)
     assert rule.selected == [3] and rule.visited == {3}
-    fedavg = FedAvgBaseline(num_nodes=5, fraction_train=0.4, max_steps=3)
+    fedavg = FlowerBaseline(FedAvg(fraction_train=0.4, configrecord_key="step"),
+                            num_nodes=5, max_steps=3)
     assert (fedavg.num_nodes, fedavg.max_steps, fedavg.distance) == (5, 3, None)
 
 
