@@ -40,14 +40,17 @@ class RunConfigError(ValueError):
 
 
 class OneLineInputErrors(logging.Filter):
-    """On Flower's logger: a :class:`RunConfigError` that ends a ServerApp is
-    logged as its one line, not with a traceback (Flower logs every
-    exception of a ServerApp with ``exc_info``)."""
+    """On Flower's logger: a :class:`RunConfigError`, or the NodeFailure of a
+    run that could not go on (no node for a partition, too many failures),
+    that ends a ServerApp is logged as its one line, not with a traceback
+    (Flower logs every exception of a ServerApp with ``exc_info``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Replace the record's message and traceback; always keep it."""
+        from strategies import NodeFailure
+
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, RunConfigError):
+        if isinstance(error, RunConfigError | NodeFailure):
             record.msg, record.args, record.exc_info, record.exc_text = (
                 "%s", (f"flwr run: {error}",), None, None)
         return True

@@ -345,11 +345,15 @@ class TravellingModel(EpisodeLoop, Strategy):
                 raise NodeFailure(self._missing_partitions(len(connected), missing, wait))
             time.sleep(0.2)
 
+    def _how_to_start(self) -> str:
+        """How to give the run one node per partition."""
+        return (f"in simulation give --federation-config \"num-supernodes={self.num_nodes}\"; "
+                "in deployment start one SuperNode per partition with --node-config "
+                f"'partition-id=<n> num-partitions={self.num_nodes}'")
+
     def _missing_partitions(self, connected: int, missing: list[int], waited: float) -> str:
         """Why the run cannot start, and the fix for simulation and deployment."""
-        start = (f"in simulation give --federation-config \"num-supernodes={self.num_nodes}\"; "
-                 "in deployment start one SuperNode per partition with --node-config "
-                 f"'partition-id=<n> num-partitions={self.num_nodes}'")
+        start = self._how_to_start()
         if connected < self.num_nodes:
             return (f"only {connected} of {self.num_nodes} nodes connected within "
                     f"{waited:g} s; {start}")
@@ -405,7 +409,7 @@ class TravellingModel(EpisodeLoop, Strategy):
             return f"node {node_id} did not say which partition it serves"
         if partitions != self.num_nodes or not 0 <= partition < partitions:
             return (f"node {node_id} serves partition {partition} of {partitions}, "
-                    f"but the run has {self.num_nodes} nodes")
+                    f"but the run has {self.num_nodes} nodes; {self._how_to_start()}")
         return partition, version
 
     def _by_partition(self, replies: Iterable[Message]) -> dict[int, Message]:

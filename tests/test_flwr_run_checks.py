@@ -11,6 +11,7 @@ import pytest
 
 from hl_flower.inputs import OneLineInputErrors, RunConfigError
 from hl_flower.server_app import checked_run
+from strategies import NodeFailure
 
 SMALL = {"dataset": "digits", "num-nodes": 4, "main-samples": 40, "other-samples": 20}
 
@@ -49,13 +50,26 @@ def test_an_existing_run_folder_is_kept_unless_overwrite_is_set(tmp_path: Path) 
     assert config.num_nodes == 4
 
 
-def test_flower_logs_a_run_config_error_as_one_line() -> None:
+@pytest.mark.parametrize("error", [
+    RunConfigError("--goal must be in (0, 1], got 1.5"),
+    NodeFailure("node 7 serves partition 0 of 2, but the run has 10 nodes")])
+def test_flower_logs_a_users_mistake_as_one_line(error: Exception) -> None:
     try:
-        raise RunConfigError("--goal must be in (0, 1], got 1.5")
-    except RunConfigError as err:
+        raise error
+    except type(error) as err:
         record = logging.LogRecord("flwr", logging.ERROR, __file__, 1,
                                    "%s raised an exception", ("ServerApp",),
                                    (type(err), err, err.__traceback__))
     OneLineInputErrors().filter(record)
     text = logging.Formatter("%(levelname)s %(message)s").format(record)
-    assert text == "ERROR flwr run: --goal must be in (0, 1], got 1.5"
+    assert text == f"ERROR flwr run: {error}"
+
+
+def test_other_exceptions_keep_their_traceback() -> None:
+    try:
+        raise KeyError("a bug")
+    except KeyError as err:
+        record = logging.LogRecord("flwr", logging.ERROR, __file__, 1, "boom", (),
+                                   (type(err), err, err.__traceback__))
+    OneLineInputErrors().filter(record)
+    assert "Traceback" in logging.Formatter().format(record)
