@@ -17,10 +17,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .config import parse_partition
+
+if TYPE_CHECKING:
+    from .flower_partitions import DrawnPartition
 
 
 class DataError(ValueError):
@@ -85,8 +89,8 @@ def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
         a drawn kind cannot split it); one line naming the fix.
     """
     if parse_partition(partition).drawn:
-        return drawn_partitions(labels, num_nodes, partition, partition_seed,
-                                num_classes)[node]
+        return drawn_partition(labels, num_nodes, partition, partition_seed,
+                               num_classes).node(node)
     own_class = node % num_classes
     block = node // num_classes  # nodes sharing a class take successive slices
     in_class = np.flatnonzero(labels == own_class)
@@ -109,29 +113,26 @@ def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
     return np.concatenate([main_idx, other_idx])
 
 
-_DRAWN: dict[tuple, tuple[np.ndarray, ...]] = {}  # recent drawn partitions
+_DRAWN: dict[tuple, DrawnPartition] = {}  # recent drawn partitions
 _DRAWN_KEPT = 4
 
 
-def drawn_partitions(labels: np.ndarray, num_nodes: int, partition: str, seed: int,
-                     num_classes: int) -> tuple[np.ndarray, ...]:
-    """Every node's indices under a drawn ``partition`` (iid, dirichlet,
-    pathological, shard), drawn once per process for these labels (n,),
-    N, partition and seed: a node, the checks and the counts share one draw.
-    Read-only int64 arrays, one per node. Raises DataError (see
-    :func:`hl_flower.flower_partitions.draw_partitions`)."""
+def drawn_partition(labels: np.ndarray, num_nodes: int, partition: str, seed: int,
+                    num_classes: int) -> DrawnPartition:
+    """The draw of a drawn ``partition`` (iid, dirichlet, pathological, shard)
+    for these labels (n,), N, partition and seed, made once per process: a
+    node, the checks and the counts share it. Raises DataError (see
+    :class:`hl_flower.flower_partitions.DrawnPartition`)."""
     digest = hashlib.blake2b(np.ascontiguousarray(labels).view(np.uint8),
                              digest_size=16).hexdigest()
     key = (digest, labels.dtype.str, num_nodes, partition, seed, num_classes)
     if key not in _DRAWN:
-        from .flower_partitions import draw_partitions  # seconds to import: only here
+        from .flower_partitions import DrawnPartition  # seconds to import: only here
 
-        nodes = draw_partitions(labels, num_nodes, partition, seed, num_classes)
-        for indices in nodes:
-            indices.setflags(write=False)
+        drawn = DrawnPartition(labels, num_nodes, partition, seed, num_classes)
         if len(_DRAWN) >= _DRAWN_KEPT:
             del _DRAWN[next(iter(_DRAWN))]
-        _DRAWN[key] = tuple(nodes)
+        _DRAWN[key] = drawn
     return _DRAWN[key]
 
 
@@ -140,7 +141,8 @@ def all_node_indices(labels: np.ndarray, num_nodes: int, main: int, other: int,
                      partition_seed: int = 0) -> Sequence[np.ndarray]:
     """:func:`node_indices` of nodes 0..N-1 (a drawn partition drawn once)."""
     if parse_partition(partition).drawn:
-        return drawn_partitions(labels, num_nodes, partition, partition_seed, num_classes)
+        return drawn_partition(labels, num_nodes, partition, partition_seed,
+                               num_classes).all_nodes()
     return [node_indices(labels, node, num_nodes, main, other, partition, num_classes)
             for node in range(num_nodes)]
 
@@ -226,8 +228,8 @@ def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
     ``reference`` and ``disjoint`` the message names the sizes that fit this
     dataset and node count, for the drawn kinds what to change."""
     if parse_partition(partition).drawn:
-        drawn_partitions(dataset.y_train, num_nodes, partition, partition_seed,
-                         dataset.num_classes)
+        drawn_partition(dataset.y_train, num_nodes, partition, partition_seed,
+                        dataset.num_classes)
         return
 
     def fits(main_samples: int, other_samples: int, nodes: int = num_nodes) -> bool:

@@ -48,9 +48,10 @@ FIXES = {"iid": "use fewer --nodes",
          "shard": "use fewer --nodes or fewer shards per node"}
 
 
-def draw_partitions(labels: np.ndarray, num_nodes: int, partition: str,
-                    seed: int, num_classes: int) -> list[np.ndarray]:
-    """Every node's training-set indices under ``partition`` (a drawn kind).
+class DrawnPartition:
+    """One draw of a partitioner over the training labels; each node's
+    indices are fetched from it when first asked for (one ``select`` of a
+    few milliseconds), so a process pays only for the nodes it uses.
 
     Parameters
     ----------
@@ -66,37 +67,49 @@ def draw_partitions(labels: np.ndarray, num_nodes: int, partition: str,
     num_classes : int
         C.
 
-    Returns
-    -------
-    list of np.ndarray
-        N arrays of int64 indices into ``labels``, each non-empty, in the
-        partitioner's order; no index is in two of them.
-
     Raises
     ------
     DataError
-        The training set cannot be split so: fewer samples (or shards) than
-        nodes, more classes per node than classes, a class asked of more
-        nodes than it has samples, or no Dirichlet draw that leaves every
-        node its minimum size; one line naming the fix.
+        The training set cannot be split so (raised here, when every node's
+        share is drawn): fewer samples (or shards) than nodes, more classes
+        per node than classes, a class asked of more nodes than it has
+        samples, or no Dirichlet draw that leaves every node its minimum
+        size; one line naming the fix.
     """
-    spec = parse_partition(partition)
-    _check_sizes(len(labels), num_nodes, partition, spec, num_classes)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    table = datasets.Dataset.from_dict({LABEL: labels[order], INDEX: order})
-    partitioner = _partitioner(spec, num_nodes, len(labels), seed)
-    partitioner.dataset = table
-    try:
-        with warnings.catch_warnings():  # retries and unused classes: checked below
-            warnings.simplefilter("ignore")
-            nodes = [np.asarray(partitioner.load_partition(node).with_format("numpy")[INDEX],
-                                dtype=np.int64) for node in range(num_nodes)]
-    except ValueError as err:
-        raise DataError(f"--partition {partition} cannot split this training set "
-                        f"({len(labels)} samples, {num_classes} classes) over {num_nodes} "
-                        f"nodes: {_why(spec, err, len(labels), num_nodes)}; "
-                        f"{FIXES[spec.kind]}") from None
-    return nodes
+
+    def __init__(self, labels: np.ndarray, num_nodes: int, partition: str, seed: int,
+                 num_classes: int) -> None:
+        spec = parse_partition(partition)
+        _check_sizes(len(labels), num_nodes, partition, spec, num_classes)
+        order = np.random.default_rng(seed).permutation(len(labels))
+        self.num_nodes = num_nodes
+        self._partitioner = _partitioner(spec, num_nodes, len(labels), seed)
+        self._partitioner.dataset = datasets.Dataset.from_dict({LABEL: labels[order],
+                                                                INDEX: order})
+        self._nodes: dict[int, np.ndarray] = {}
+        try:
+            with warnings.catch_warnings():  # retries and unused classes: checked below
+                warnings.simplefilter("ignore")
+                self.node(0)  # the partitioner draws every node's share on first use
+        except ValueError as err:
+            raise DataError(f"--partition {partition} cannot split this training set "
+                            f"({len(labels)} samples, {num_classes} classes) over "
+                            f"{num_nodes} nodes: {_why(spec, err, len(labels), num_nodes)}; "
+                            f"{FIXES[spec.kind]}") from None
+
+    def node(self, node: int) -> np.ndarray:
+        """Node ``node``'s indices into the labels: read-only int64 (m,),
+        m >= 1, in the partitioner's order; no index is on two nodes."""
+        if node not in self._nodes:
+            shard = self._partitioner.load_partition(node).with_format("numpy")
+            indices = np.asarray(shard[INDEX], dtype=np.int64)
+            indices.setflags(write=False)
+            self._nodes[node] = indices
+        return self._nodes[node]
+
+    def all_nodes(self) -> list[np.ndarray]:
+        """:meth:`node` of nodes 0..N-1."""
+        return [self.node(node) for node in range(self.num_nodes)]
 
 
 def dirichlet_min_size(samples: int, num_nodes: int) -> int:

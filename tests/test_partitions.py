@@ -23,7 +23,7 @@ from hl_flower.data import (
     DataError,
     Dataset,
     check_partitions,
-    drawn_partitions,
+    drawn_partition,
     load_partition,
     partition_class_counts,
 )
@@ -40,19 +40,20 @@ def digits() -> Dataset:
 
 
 def draw(dataset: Dataset, partition: str, nodes: int = NODES, seed: int = 0
-         ) -> tuple[np.ndarray, ...]:
-    return drawn_partitions(dataset.y_train, nodes, partition, seed, dataset.num_classes)
+         ) -> list[np.ndarray]:
+    return drawn_partition(dataset.y_train, nodes, partition, seed,
+                           dataset.num_classes).all_nodes()
 
 
 def fresh_draw(dataset: Dataset, partition: str, seed: int) -> list[np.ndarray]:
     """A new draw, not the process's cached one."""
-    from hl_flower.flower_partitions import draw_partitions
+    from hl_flower.flower_partitions import DrawnPartition
 
-    return draw_partitions(dataset.y_train, NODES, partition, seed, dataset.num_classes)
+    return DrawnPartition(dataset.y_train, NODES, partition, seed,
+                          dataset.num_classes).all_nodes()
 
 
-def class_counts(dataset: Dataset, nodes: tuple[np.ndarray, ...] | list[np.ndarray]
-                 ) -> np.ndarray:
+def class_counts(dataset: Dataset, nodes: list[np.ndarray]) -> np.ndarray:
     return np.stack([np.bincount(dataset.y_train[idx], minlength=dataset.num_classes)
                      for idx in nodes])
 
