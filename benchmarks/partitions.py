@@ -4,7 +4,8 @@
     python benchmarks/partitions.py --nodes 1000 --dataset digits
 
 Prints, in one process: the import of ``hl_flower.flower_partitions``
-(``datasets`` and ``flwr_datasets``, paid only by a drawn ``--partition``),
+(``datasets`` and ``flwr_datasets``, paid only by a drawn ``--partition``)
+once flwr and TensorFlow are loaded, as in ``sim.py`` when it draws,
 then for each N and partition the first draw of every node's indices and
 what a run folder adds before its first episode (``partitions.csv`` and
 ``partitions.png``, :func:`hl_flower.server_app.start_run_folder`, after
@@ -46,10 +47,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--dataset", default="mnist-5k")
     args = parser.parse_args()
-    print(f"import flwr_datasets and datasets: "
-          f"{seconds(lambda: __import__('hl_flower.flower_partitions')):.2f} s")
-    from hl_flower import server_app, task  # flwr and TensorFlow: not timed
+    from hl_flower import server_app, task  # flwr and TensorFlow, as sim.py has them
 
+    print(f"import flwr_datasets and datasets (after flwr and TensorFlow): "
+          f"{seconds(lambda: __import__('hl_flower.flower_partitions')):.2f} s")
     dataset = task.training_set(HLConfig(dataset=args.dataset))  # as sim.py loads it
     print(f"\n{args.dataset}: {len(dataset.y_train)} training samples\n")
     print("| N | --partition | draw (s) | partitions.csv + .png (s) |")
