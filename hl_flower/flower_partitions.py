@@ -88,7 +88,7 @@ class DrawnPartition:
                                                                 INDEX: order})
         self._nodes: dict[int, np.ndarray] = {}
         try:
-            with warnings.catch_warnings():  # retries and unused classes: checked below
+            with warnings.catch_warnings():  # Dirichlet redraws, unused classes: not errors
                 warnings.simplefilter("ignore")
                 self.node(0)  # the partitioner draws every node's share on first use
         except ValueError as err:

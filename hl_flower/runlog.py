@@ -3,9 +3,9 @@ policy, plots.
 
 ``runs/<name>/`` holds ``config.json``, ``partitions.csv``, ``steps.csv``,
 ``episodes.csv``, ``summary.json``, the trained policy (``policy.weights.h5``
-+ ``policy.json``), PNG plots and ``run.log`` (Flower's log of the run, with every failed node's
-traceback). CSV rows are appended and flushed as they happen, so a run that
-stops early still leaves its log.
++ ``policy.json``), PNG plots and ``run.log`` (Flower's log of the run, with
+every failed node's traceback). CSV rows are appended and flushed as they
+happen, so a run that stops early still leaves its log.
 """
 
 from __future__ import annotations
