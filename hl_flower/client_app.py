@@ -43,17 +43,18 @@ def node_partition(config: HLConfig, node: int) -> Partition:
     """This node's data: the task's own ``load_partition``, else its slice of
     the task's training set (loaded once per process, task and node)."""
     return _node_partition(task.task_config(config), config.num_nodes, config.main_samples,
-                           config.other_samples, config.partition, config.seed, node)
+                           config.other_samples, config.partition, config.seed,
+                           config.partition_seed, node)
 
 
 @functools.lru_cache(maxsize=128)  # ~1.5 MB each on mnist-5k
 def _node_partition(settings: HLConfig, num_nodes: int, main: int, other: int,
-                    partition: str, seed: int, node: int) -> Partition:
+                    partition: str, seed: int, partition_seed: int, node: int) -> Partition:
     config = dataclasses.replace(settings, num_nodes=num_nodes)
     if task.has_own_partitions(config):
         return Partition(*task.own_partition(config, node))
     return load_partition(task.training_set(settings), node, num_nodes, main, other,
-                          partition, seed)
+                          partition, seed, partition_seed)
 
 
 def node_trainer(config: HLConfig, data: Partition) -> LocalTrainer:

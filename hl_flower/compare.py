@@ -28,15 +28,15 @@ from strategies import (
 from strategies.episodes import EpisodeCallback, EpisodeLoop, StepCallback
 
 from .best_policy import Validation, policy_folder
-from .config import CONFIG_FILE, HLConfig, to_flat
+from .config import HLConfig
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
 from .methods import HL_GREEDY
 from .plots import plot_comparison
 from .report import write_report
-from .runlog import logging_into, write_json
-from .server_app import greedy_policy, run_hl
+from .runlog import logging_into
+from .server_app import greedy_policy, run_hl, start_run_folder
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
             plan.agent = DQNAgent(cfg, seed=cfg.seed)
             plan.agent.load(policy_folder(plan.folder))
         else:
-            write_json(plan.folder / CONFIG_FILE, to_flat(cfg))
+            start_run_folder(plan.folder, cfg)
         runs, curves = run_comparison(grid, cfg, plan.agent, plan.methods, plan.seeds,
                                       on_run)
         title = (f"{cfg.task or cfg.dataset}, {cfg.num_nodes} nodes, goal {cfg.goal}, "

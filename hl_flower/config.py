@@ -32,7 +32,7 @@ class HLConfig:
     # --- task, data and nodes ---
     task: str = ""  # module name or .py path of a task; "" = the reference CNN on --dataset
     dataset: str = "mnist-5k"  # reference task: mnist-5k | digits | mnist | idx:<folder>
-    partition: str = "reference"  # reference (paper slicing) | disjoint
+    partition: str = "reference"  # reference, disjoint, iid, dirichlet:a, pathological:k, shard:s
     num_nodes: int = 10  # N
     main_samples: int = 400  # samples of the node's own class n % C
     other_samples: int = 100  # samples from the other classes
@@ -87,6 +87,7 @@ class HLConfig:
     # --- communication ---
     distance_file: str = ""  # CSV or .npy; empty = reference matrix
     distance_seed: int = 0  # reference: np.random.seed(0)
+    partition_seed: int = 0  # draws iid/dirichlet/pathological/shard partitions
     # --- run ---
     seed: int = 0  # drives data order, model init, exploration, replay
     reply_timeout: float = 600.0  # seconds to wait for a node's reply
@@ -117,9 +118,7 @@ class HLConfig:
         if not 0 <= self.starter < self.num_nodes:
             raise ConfigError(f"--starter {self.starter} is not a node; "
                               f"use 0..{self.num_nodes - 1}")
-        if self.partition not in ("reference", "disjoint"):
-            raise ConfigError(f"unknown --partition {self.partition!r}; "
-                              "use reference or disjoint")
+        parse_partition(self.partition)
         for name in ("learning_rate", "dqn_learning_rate", "reply_timeout",
                      "reward_base", "gain_weight", "node_policy_budget_mb"):
             value = getattr(self, name)
@@ -134,7 +133,8 @@ class HLConfig:
                               f"got {self.epsilon_decay}")
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"--discount must be in [0, 1], got {self.discount}")
-        for name in ("seed", "distance_seed"):  # numpy's legacy seeding (Keras, the matrix)
+        # numpy's legacy seeding (Keras, the matrix) refuses more; one range for all
+        for name in ("seed", "distance_seed", "partition_seed"):
             if not 0 <= getattr(self, name) <= MAX_SEED:
                 raise ConfigError(f"--{_flag(name)} must be in 0..{MAX_SEED} "
                                   f"(2**32 - 1), got {getattr(self, name)}")
@@ -230,6 +230,72 @@ def observation_size(observation: str, num_nodes: int, pca_components: int) -> i
 CHOICES = {"reward": ("reference", "gain"), "observation": ("reference", "progress"),
            "actions": ("absolute", "relative"), "dqn_updates": ("episode", "step"),
            "dqn_loss": ("mse", "huber")}
+
+
+SLICED_PARTITIONS = ("reference", "disjoint")  # sized by --main-samples/--other-samples
+# Partitions that Flower Datasets' partitioners draw over the whole training
+# set, with what their parameter means ("" = none).
+DRAWN_PARTITIONS = {"iid": "", "dirichlet": "alpha", "pathological": "classes per node",
+                    "shard": "shards per node"}
+PARTITION_FORMS = ("reference, disjoint, iid, dirichlet:<alpha>, "
+                   "pathological:<classes per node> or shard:<shards per node>")
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """A parsed ``--partition``: its kind and, for ``dirichlet``, ``pathological``
+    and ``shard``, its parameter (alpha > 0; classes or shards per node >= 1)."""
+
+    kind: str
+    parameter: float = 0.0
+
+    @property
+    def drawn(self) -> bool:
+        """Whether a Flower Datasets partitioner draws it (sizes are its own,
+        not ``--main-samples``/``--other-samples``)."""
+        return self.kind in DRAWN_PARTITIONS
+
+
+def parse_partition(text: str) -> PartitionSpec:
+    """``--partition`` as a :class:`PartitionSpec`.
+
+    Raises
+    ------
+    ConfigError
+        An unknown kind, a parameter where none belongs or a missing or bad
+        one (alpha not a positive finite number; classes or shards per node
+        not a whole number >= 1); one line naming the fix.
+    """
+    kind, colon, value = text.strip().partition(":")
+    meaning = DRAWN_PARTITIONS.get(kind)
+    if kind not in SLICED_PARTITIONS and meaning is None:
+        raise ConfigError(f"unknown --partition {text!r}; use {PARTITION_FORMS}")
+    if not meaning:
+        if colon:
+            raise ConfigError(f"--partition {kind} takes no parameter, got {text!r}; "
+                              f"use --partition {kind}")
+        return PartitionSpec(kind)
+    if kind == "dirichlet":
+        return PartitionSpec(kind, _positive_alpha(text, value))
+    return PartitionSpec(kind, _whole_count(text, kind, meaning, value))
+
+
+def _positive_alpha(text: str, value: str) -> float:
+    try:
+        alpha = float(value)
+    except ValueError:
+        alpha = math.nan
+    if not 0 < alpha < math.inf:
+        raise ConfigError(f"--partition {text}: alpha must be a positive number; use "
+                          "for example dirichlet:0.5 (smaller alpha, more skewed nodes)")
+    return alpha
+
+
+def _whole_count(text: str, kind: str, meaning: str, value: str) -> int:
+    if not value.strip().isdecimal() or int(value) < 1:
+        raise ConfigError(f"--partition {text}: {meaning} must be a whole number, 1 or "
+                          f"more; use for example {kind}:2")
+    return int(value)
 
 
 def _flag(field_name: str) -> str:

@@ -6,13 +6,25 @@ experiments (Sun & Ochiai 2022). ``reference``
 slices both as the paper's code does, so the ``other`` samples of different
 nodes largely coincide; ``disjoint`` gives every node its own ``other``
 samples, taken from the back of each class so they rarely meet ``main`` slices.
+``iid``, ``dirichlet:<alpha>``, ``pathological:<k>`` and ``shard:<s>`` are
+drawn over the whole training set by Flower Datasets' partitioners
+(:mod:`hl_flower.flower_partitions`, imported only for them), with sizes of
+their own.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .config import parse_partition
+
+if TYPE_CHECKING:
+    from .flower_partitions import DrawnPartition
 
 
 class DataError(ValueError):
@@ -43,8 +55,42 @@ class Dataset:
 
 
 def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
-                 other: int, partition: str, num_classes: int) -> np.ndarray:
-    """Indices into the training set of node ``node``'s samples (unshuffled)."""
+                 other: int, partition: str, num_classes: int,
+                 partition_seed: int = 0) -> np.ndarray:
+    """Indices into the training set of node ``node``'s samples (unshuffled).
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Integer labels 0..C-1 of the training set, shape (n,).
+    node, num_nodes : int
+        The node n (0..N-1) and N.
+    main, other : int
+        Samples of class n % C and of the other classes (``reference`` and
+        ``disjoint`` only; the drawn kinds size nodes themselves).
+    partition : str
+        ``--partition``: reference, disjoint, iid, dirichlet:<alpha>,
+        pathological:<k> or shard:<s>.
+    num_classes : int
+        C.
+    partition_seed : int
+        Seed of the drawn kinds (unused by ``reference`` and ``disjoint``).
+
+    Returns
+    -------
+    np.ndarray
+        int64 indices into ``labels`` (m,), m >= 1 unless ``main`` and
+        ``other`` ask for none.
+
+    Raises
+    ------
+    DataError
+        The training set is too small for the nodes and sizes asked for (or
+        a drawn kind cannot split it); one line naming the fix.
+    """
+    if parse_partition(partition).drawn:
+        return drawn_partition(labels, num_nodes, partition, partition_seed,
+                               num_classes).node(node)
     own_class = node % num_classes
     block = node // num_classes  # nodes sharing a class take successive slices
     in_class = np.flatnonzero(labels == own_class)
@@ -65,6 +111,40 @@ def node_indices(labels: np.ndarray, node: int, num_nodes: int, main: int,
     else:
         other_idx = _disjoint_other(labels, node, num_nodes, other, num_classes)
     return np.concatenate([main_idx, other_idx])
+
+
+_DRAWN: dict[tuple, DrawnPartition] = {}  # recent drawn partitions
+_DRAWN_KEPT = 4
+
+
+def drawn_partition(labels: np.ndarray, num_nodes: int, partition: str, seed: int,
+                    num_classes: int) -> DrawnPartition:
+    """The draw of a drawn ``partition`` (iid, dirichlet, pathological, shard)
+    for these labels (n,), N, partition and seed, made once per process: a
+    node, the checks and the counts share it. Raises DataError (see
+    :class:`hl_flower.flower_partitions.DrawnPartition`)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(labels).view(np.uint8),
+                             digest_size=16).hexdigest()
+    key = (digest, labels.dtype.str, num_nodes, partition, seed, num_classes)
+    if key not in _DRAWN:
+        from .flower_partitions import DrawnPartition  # seconds to import: only here
+
+        drawn = DrawnPartition(labels, num_nodes, partition, seed, num_classes)
+        if len(_DRAWN) >= _DRAWN_KEPT:
+            del _DRAWN[next(iter(_DRAWN))]
+        _DRAWN[key] = drawn
+    return _DRAWN[key]
+
+
+def all_node_indices(labels: np.ndarray, num_nodes: int, main: int, other: int,
+                     partition: str, num_classes: int,
+                     partition_seed: int = 0) -> Sequence[np.ndarray]:
+    """:func:`node_indices` of nodes 0..N-1 (a drawn partition drawn once)."""
+    if parse_partition(partition).drawn:
+        return drawn_partition(labels, num_nodes, partition, partition_seed,
+                               num_classes).all_nodes()
+    return [node_indices(labels, node, num_nodes, main, other, partition, num_classes)
+            for node in range(num_nodes)]
 
 
 def largest_main_samples(labels: np.ndarray, num_nodes: int, num_classes: int) -> int:
@@ -132,22 +212,29 @@ class Partition:
 
 
 def load_partition(dataset: Dataset, node: int, num_nodes: int, main: int,
-                   other: int, partition: str, seed: int) -> Partition:
-    """Node ``node``'s data, shuffled with a generator seeded by (seed, node)."""
+                   other: int, partition: str, seed: int,
+                   partition_seed: int = 0) -> Partition:
+    """Node ``node``'s data (:func:`node_indices`), shuffled with a generator
+    seeded by (seed, node). Raises DataError."""
     idx = node_indices(dataset.y_train, node, num_nodes, main, other, partition,
-                       dataset.num_classes)
+                       dataset.num_classes, partition_seed)
     idx = np.random.default_rng([seed, node]).permutation(idx)
     return Partition(dataset.x_train[idx], dataset.y_train[idx])
 
 
 def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
-                     partition: str) -> None:
-    """Raise :class:`DataError` if any node's data cannot be built; the
-    message names the sizes that fit this dataset and node count."""
+                     partition: str, partition_seed: int = 0) -> None:
+    """Raise :class:`DataError` if any node's data cannot be built; for
+    ``reference`` and ``disjoint`` the message names the sizes that fit this
+    dataset and node count, for the drawn kinds what to change."""
+    if parse_partition(partition).drawn:
+        drawn_partition(dataset.y_train, num_nodes, partition, partition_seed,
+                        dataset.num_classes)
+        return
+
     def fits(main_samples: int, other_samples: int, nodes: int = num_nodes) -> bool:
         try:
-            for node in range(nodes):
-                node_indices(dataset.y_train, node, nodes, main_samples, other_samples,
+            all_node_indices(dataset.y_train, nodes, main_samples, other_samples,
                              partition, dataset.num_classes)
         except DataError:
             return False
@@ -171,3 +258,15 @@ def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
         f"classes, --partition {partition}); use "
         + " and ".join(c for c in changes if c)
         + (f", or at most {classes} --nodes" if fewer_nodes else ""))
+
+
+def partition_class_counts(dataset: Dataset, num_nodes: int, main: int, other: int,
+                           partition: str, partition_seed: int = 0) -> np.ndarray:
+    """Samples of each class on each node, shape (N, C), int64: row n is the
+    label count of :func:`load_partition` for node n (shuffling keeps it).
+    Raises DataError as :func:`node_indices`."""
+    nodes = all_node_indices(dataset.y_train, num_nodes, main, other, partition,
+                             dataset.num_classes, partition_seed)
+    classes = dataset.num_classes
+    return np.stack([np.bincount(dataset.y_train[idx], minlength=classes)[:classes]
+                     for idx in nodes]).astype(np.int64)

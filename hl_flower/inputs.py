@@ -29,7 +29,7 @@ def check_inputs(config: HLConfig) -> None:
     task.check_task(config)
     if not task.has_own_partitions(config):
         check_partitions(task.training_set(config), config.num_nodes, config.main_samples,
-                         config.other_samples, config.partition)
+                         config.other_samples, config.partition, config.partition_seed)
     distance_matrix(config)
 
 

@@ -1,4 +1,5 @@
-"""PNG plots of a run: the last episode's accuracy, and training curves."""
+"""PNG plots of a run: the nodes' partitions, the last episode's accuracy,
+and training curves."""
 
 from __future__ import annotations
 
@@ -11,11 +12,44 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
 
     from .compare import CurvePoint, MethodRun
+
+
+LEGEND_CLASSES = 20  # more classes than this: colours without a legend
+
+
+def plot_partitions(counts: np.ndarray, title: str, path: Path) -> None:
+    """Samples per node, one stacked bar per node, a colour per class.
+
+    ``counts`` has shape (N, C): row n holds node n's samples of each class
+    (``partitions.csv``). Each class is one filled step outline over all
+    nodes (not N patches), so 1,000 nodes draw as fast as 10.
+    """
+    nodes, classes = counts.shape
+    many = classes > LEGEND_CLASSES
+    colours = plt.get_cmap("viridis" if many else "tab10" if classes <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.3 * nodes)), 4))
+    edges = np.arange(nodes + 1) - 0.5
+    top = np.cumsum(counts, axis=1)
+    for label in range(classes):
+        ax.stairs(top[:, label], edges, baseline=top[:, label] - counts[:, label],
+                  fill=True, label=str(label),
+                  color=colours(label / (classes - 1) if many else label))
+    if nodes <= 40:
+        ax.set_xticks(range(nodes))
+        ax.vlines(edges[1:-1], 0, top[:, -1].max(), color="white", linewidth=2)
+    ax.set(xlabel="node", ylabel="training samples", title=title, xlim=(edges[0], edges[-1]))
+    if not many:
+        ax.legend(title="class", fontsize=7, title_fontsize=8, ncols=1 + classes // 11,
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def plot_last_episode(steps: list[StepResult], goal: float, path: Path) -> None:

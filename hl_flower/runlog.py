@@ -1,10 +1,11 @@
-"""The run folder: config, per-step and per-episode logs, summary, policy, plots.
+"""The run folder: config, partitions, per-step and per-episode logs, summary,
+policy, plots.
 
-``runs/<name>/`` holds ``config.json``, ``steps.csv``, ``episodes.csv``,
-``summary.json``, the trained policy (``policy.weights.h5`` + ``policy.json``),
-PNG plots and ``run.log`` (Flower's log of the run, with every failed node's
-traceback). CSV rows are appended and flushed as they happen, so a run that
-stops early still leaves its log.
+``runs/<name>/`` holds ``config.json``, ``partitions.csv``, ``steps.csv``,
+``episodes.csv``, ``summary.json``, the trained policy (``policy.weights.h5``
++ ``policy.json``), PNG plots and ``run.log`` (Flower's log of the run, with
+every failed node's traceback). CSV rows are appended and flushed as they
+happen, so a run that stops early still leaves its log.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from strategies import EpisodeResult, StepResult
 
 
@@ -113,6 +116,22 @@ def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+PARTITIONS_FILE = "partitions.csv"  # samples per node and class
+PARTITIONS_PLOT = "partitions.png"
+
+
+def write_partition_table(path: Path, counts: np.ndarray) -> None:
+    """Write ``partitions.csv``: one row per node with columns ``node``,
+    ``samples`` and ``class_0`` .. ``class_<C-1>`` (sample counts), from
+    ``counts`` of shape (N, C). Atomic, as :func:`write_json`."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["node", "samples", *(f"class_{c}" for c in range(counts.shape[1]))])
+        writer.writerows([node, sum(row), *row] for node, row in enumerate(counts.tolist()))
     tmp.replace(path)
 
 

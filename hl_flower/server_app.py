@@ -19,7 +19,10 @@ from flwr.serverapp import Grid, ServerApp
 
 from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
 
-from . import tf_setup  # noqa: F401  (quiet TF before import)
+from . import (
+    task,
+    tf_setup,  # noqa: F401  (quiet TF before import)
+)
 from .best_policy import (
     BestPolicy,
     Validation,
@@ -29,12 +32,22 @@ from .best_policy import (
 )
 from .checkpoint import load_latest, save_checkpoint
 from .config import CONFIG_FILE, ConfigError, HLConfig, from_flat, to_flat
+from .data import partition_class_counts
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
 from .inputs import INPUT_ERRORS, RunConfigError, check_inputs, quiet_input_errors
-from .plots import plot_last_episode, plot_training
-from .runlog import RunFolderExists, RunRecorder, create_run_folder, logging_into, write_json
+from .plots import plot_last_episode, plot_partitions, plot_training
+from .runlog import (
+    PARTITIONS_FILE,
+    PARTITIONS_PLOT,
+    RunFolderExists,
+    RunRecorder,
+    create_run_folder,
+    logging_into,
+    write_json,
+    write_partition_table,
+)
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
@@ -57,7 +70,7 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
             resume: bool,
             on_validation: Callable[[Validation, bool], None] | None) -> dict:
     started = time.perf_counter()
-    write_json(folder / CONFIG_FILE, to_flat(config))
+    start_run_folder(folder, config)
     agent = DQNAgent(config, seed=config.seed)
     strategy = HomogeneousLearning.from_config(config, distance_matrix(config), agent=agent)
     recorder = RunRecorder(folder)
@@ -112,6 +125,27 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
     plot_training(recorder.episodes, folder / "training.png")
     return summary
+
+
+def start_run_folder(folder: Path, config: HLConfig) -> None:
+    """What a run folder holds before its first episode: ``config.json`` and,
+    unless the task has its own ``load_partition`` (whose data only the
+    nodes load), ``partitions.csv`` with its plot ``partitions.png``.
+
+    The counts come from the task's training set, which this process loads
+    once (``sim.py`` has already loaded and checked it; a drawn partition is
+    drawn once per process). Raises TaskError or DataError, as the nodes
+    would, when the training set cannot be loaded or partitioned.
+    """
+    write_json(folder / CONFIG_FILE, to_flat(config))
+    if task.has_own_partitions(config):
+        return
+    counts = partition_class_counts(task.training_set(config), config.num_nodes,
+                                    config.main_samples, config.other_samples,
+                                    config.partition, config.partition_seed)
+    write_partition_table(folder / PARTITIONS_FILE, counts)
+    plot_partitions(counts, f"--partition {config.partition}: {config.num_nodes} nodes, "
+                    f"{int(counts.sum())} samples", folder / PARTITIONS_PLOT)
 
 
 def greedy_policy(config: HLConfig, agent: DQNAgent) -> HomogeneousLearning:

