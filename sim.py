@@ -203,7 +203,8 @@ def check_inputs(config: HLConfig, verbose: bool = False) -> None:
         import_tensorflow_quietly()  # the task builds its Keras model
     from hl_flower.inputs import check_inputs as check
 
-    check(config)
+    for advice in check(config):
+        print(f"note: {advice}", file=sys.stderr)
 
 
 def load_policy(folder: str, config: HLConfig, verbose: bool):  # -> DQNAgent | None

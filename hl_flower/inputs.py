@@ -19,18 +19,20 @@ from .task import TaskError
 INPUT_ERRORS = (ConfigError, TaskError, DataError, DistanceError, RunFolderExists)
 
 
-def check_inputs(config: HLConfig) -> None:
+def check_inputs(config: HLConfig) -> list[str]:
     """Load the task, its data and the distances now, so bad input fails
-    before any run (TaskError, DataError, DistanceError)."""
+    before any run (TaskError, DataError, DistanceError). Returns advice
+    that does not stop the run, one line each."""
     from . import task
     from .data import check_partitions
     from .distance import distance_matrix
 
-    task.check_task(config)
+    advice = task.check_task(config)
     if not task.has_own_partitions(config):
         check_partitions(task.training_set(config), config.num_nodes, config.main_samples,
                          config.other_samples, config.partition, config.partition_seed)
     distance_matrix(config)
+    return advice
 
 
 class RunConfigError(ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from logging import INFO
+from logging import INFO, WARNING
 from pathlib import Path
 
 from flwr.app import Context
@@ -217,7 +217,8 @@ def checked_run(settings: dict) -> tuple[HLConfig, Path]:
     try:
         overwrite = _overwrite(settings.pop("overwrite", False))
         config = from_flat(settings).validate()
-        check_inputs(config)
+        for advice in check_inputs(config):
+            log(WARNING, "%s", advice)
         folder = create_run_folder(Path(run_dir), overwrite=overwrite, kind="train")
     except RunFolderExists as err:
         raise RunConfigError(f"{err}".replace(

@@ -381,11 +381,12 @@ def initial_weights(config: HLConfig, seed: int, sample: np.ndarray) -> list[np.
     return [np.asarray(w, dtype=ref.dtype) for w, ref in zip(weights, current, strict=True)]
 
 
-def check_task(config: HLConfig) -> None:
+def check_task(config: HLConfig) -> list[str]:
     """Load and check everything a run will use, before anything is
     written: both data sets, the model against them (input shape, one output
     unit per class), its fresh weights and, where the task has them, every
-    node's own partition. Raises TaskError naming the function and the fix."""
+    node's own partition. Raises TaskError naming the function and the fix.
+    Returns advice that does not stop the run (one line each)."""
     train = training_set(config)
     classes, outputs = train.num_classes, model_classes(config, train.x_train)
     if outputs != classes:
@@ -412,6 +413,17 @@ def check_task(config: HLConfig) -> None:
                         "must take integer labels (n,) and the model's output (n, C), "
                         "or leave the model uncompiled") from None
     initial_weights(config, 0, train.x_train)
+    return scaling_advice(config, train.x_train)
+
+
+def scaling_advice(config: HLConfig, x: np.ndarray) -> list[str]:
+    """A hint when the training samples ``x`` are whole numbers above 1
+    (raw 0-255 pixels, counts): networks train on them, but slowly."""
+    if not np.issubdtype(x.dtype, np.integer) or x.size == 0 or int(x.max()) <= 1:
+        return []
+    return [f"{_where(config, 'load_training_set')} gives {x.dtype} samples up to "
+            f"{int(x.max())}; the model trains on them as they are, and usually faster "
+            "when they are scaled to about [0, 1] (for pixels: x / 255, as float32)"]
 
 
 def _first_line(err: Exception) -> str:

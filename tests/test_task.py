@@ -85,10 +85,17 @@ def config_for(path: Path, **changes: object) -> HLConfig:
 
 def test_the_tabular_task_passes_every_check(tmp_path: Path) -> None:
     config = config_for(write_task(tmp_path))
-    task.check_task(config)
+    assert task.check_task(config) == []  # float features: no advice
     assert task.model_classes(config, task.training_set(config).x_train) == 3
     assert task.training_set(config).x_train.shape == (600, 12)
     assert task.test_set(config).x_test.shape == (300, 12)
+
+
+def test_raw_whole_number_features_get_one_line_of_advice(tmp_path: Path) -> None:
+    path = write_task(tmp_path, TRAIN_X="(np.abs(x) * 60).astype(np.uint8)",
+                      TEST_X="(np.abs(x) * 60).astype(np.uint8)")
+    advice = task.check_task(config_for(path))
+    assert len(advice) == 1 and "uint8 samples up to" in advice[0] and "x / 255" in advice[0]
 
 
 def test_fresh_weights_follow_the_models_initialisers_and_the_seed(tmp_path: Path) -> None:
