@@ -127,13 +127,18 @@ def check_finished_run(run_dir: Path, episodes: int, run: LocalProcess,
 def test_insecure_superlink_and_four_supernodes(federation: Callable[..., LocalFederation],
                                                 tmp_path: Path) -> None:
     """``flwr run`` trains HL across four real SuperNodes, two episodes, on a
-    partition that Flower Datasets' IidPartitioner draws (on every node)."""
+    partition that Flower Datasets' IidPartitioner draws (on every node). A
+    fifth SuperNode that claims partition 1 again gets one warning and the
+    run goes on with one node per partition."""
     local = federation()
     local.start_superlink(START_TIMEOUT)
     nodes = start_supernodes(local)
+    twin = local.start_supernode(1, NODES, name="supernode-1-twin")
+    twin.wait_for_log(CONNECTED, START_TIMEOUT)
     run_dir = tmp_path / "run"
     run = flwr_run(local, tmp_path / "cli", run_dir, episodes=2, partition="'iid'")
     steps = check_finished_run(run_dir, 2, run, local)
+    assert (run_dir / "run.log").read_text().count("both serve partition 1") == 1
     partitions = read_csv(run_dir / "partitions.csv")  # the ServerApp's record of it
     assert [int(row["samples"]) for row in partitions] == [360, 360, 359, 359]
     # Every SuperNode answered the server's identify query, so all four took part.
