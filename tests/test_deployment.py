@@ -26,7 +26,9 @@ from deploy.local import (
     LocalFederation,
     LocalProcess,
     environment,
+    free_port,
     free_ports_in_a_row,
+    supernode_command,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -245,3 +247,27 @@ def test_a_supernode_killed_mid_run_is_routed_around(
     assert all(int(r["holder"]) != victim for r in steps[killed_after:])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped"] is None and summary["failures_by_node"][str(victim)] >= 1
+
+
+def test_a_stray_supernode_and_a_missing_partition_end_the_run_in_one_line(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """Three SuperNodes for partitions 0-2 of 4 and a stray one without
+    ``--node-config``: the stray is ignored with a warning, and after the
+    grace period the run ends with one line naming the missing partition and
+    the fix, no traceback."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    nodes = [local.start_supernode(i, NODES) for i in range(NODES - 1)]
+    command = supernode_command(local.address, 0, NODES, free_port())
+    at = command.index("--node-config")
+    del command[at:at + 2]
+    nodes.append(local.start("stray-supernode", command, tmp_path / "stray-home"))
+    for node in nodes:
+        node.wait_for_log(CONNECTED, START_TIMEOUT)
+    run = flwr_run(local, tmp_path / "cli", tmp_path / "run")
+    output = run.log()
+    assert "no node serves partition(s) [3] of 4" in output, run.tail(40)
+    assert "this SuperNode has no partition" in output
+    assert "num-partitions=4" in output  # the fix for deployment
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "steps.csv").exists()
