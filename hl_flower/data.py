@@ -251,13 +251,20 @@ def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
         low, high = (middle, high) if fits(main_fit, middle) else (low, middle - 1)
     changes = [f"--main-samples {main_fit} or less" if main_fit < main else "",
                f"--other-samples {low} or less" if low < other else ""]
-    fewer_nodes = num_nodes > classes and fits(main, other, classes)
+    fewest, most_nodes = 1, 0  # the most nodes that fit (more nodes never fit better)
+    high = num_nodes - 1
+    while fewest <= high:
+        middle = (fewest + high) // 2
+        if fits(main, other, middle):
+            most_nodes, fewest = middle, middle + 1
+        else:
+            high = middle - 1
     raise DataError(
         f"{num_nodes} nodes x ({main} + {other}) samples do not fit this training "
         f"set ({counts.min()} to {counts.max()} samples per class, {classes} "
         f"classes, --partition {partition}); use "
         + " and ".join(c for c in changes if c)
-        + (f", or at most {classes} --nodes" if fewer_nodes else ""))
+        + (f", or at most {most_nodes} --nodes" if most_nodes >= 2 else ""))
 
 
 def partition_class_counts(dataset: Dataset, num_nodes: int, main: int, other: int,

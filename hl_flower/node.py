@@ -9,10 +9,14 @@ model and data::
 
     app = ClientApp()
 
+    @functools.cache                              # one model per process
+    def my_model():
+        return build_my_keras_model()
+
     @app.train()
     def train(message, context):
         x, y = my_data(context)                   # (n, ...) inputs, (n,) labels 0..C-1
-        trainer = trainer_for(my_model(), x)      # built once per process
+        trainer = trainer_for(my_model(), x)      # the same model object every time
         return train_reply(message, context, trainer, x, y,
                            partition_id=int(context.node_config["partition-id"]))
 
@@ -27,6 +31,8 @@ model and data::
         return choose_reply(message, context)
 
 The model must be the one the ServerApp evaluates (same weights, same order).
+Its loss and optimizer are the node's own: the run config's ``learning-rate``
+reaches a model only through ``trainer_for``'s ``learning_rate``.
 The node's DQN copy and Adam's moments live in ``Context.state``.
 """
 
@@ -60,6 +66,7 @@ from .messages import (
 from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
+from .task import compile_classifier
 
 
 def train_reply(message: Message, context: Context, trainer: LocalTrainer,
@@ -129,16 +136,17 @@ _TRAINERS: dict[int, LocalTrainer] = {}
 def trainer_for(model: keras.Model, sample: np.ndarray,
                 learning_rate: float = 1e-3) -> LocalTrainer:
     """The process's trainer for ``model`` (one per model object), given
-    inputs ``sample`` (n, ...) like the node's data. An uncompiled model is
-    compiled with sparse categorical cross-entropy on logits and Adam at
-    ``learning_rate``; a compiled one keeps its loss and optimizer.
+    inputs ``sample`` (n, ...) like the node's data. Build the model once per
+    process and pass the same object every time (a new object gets a new
+    trainer and a new trace). An uncompiled model is compiled with sparse
+    categorical cross-entropy (on probabilities if its outputs are
+    probabilities, else on logits) and Adam at ``learning_rate``; a compiled
+    one keeps its loss and optimizer, and then ``learning_rate`` is unused.
     Raises ValueError for a model compiled without one loss."""
     if id(model) not in _TRAINERS:
         if getattr(model, "optimizer", None) is None:
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        if not model.weights:
-            model(sample[:1])
+            compile_classifier(model, np.asarray(model(sample[:16], training=False)),
+                               learning_rate)
         model.optimizer.build(model.trainable_variables)
         _TRAINERS[id(model)] = LocalTrainer(model, sample)
     return _TRAINERS[id(model)]

@@ -121,7 +121,7 @@ def ratio_lines(runs: list[MethodRun], method: str = HL_GREEDY) -> list[str]:
         for column, label in (("steps", "steps"), ("communication_cost", "cost")):
             ratios = paired_ratios(runs, column, method)
             mean, std = mean_std(ratios)
-            lines.append(f"- {label}: {mean:.3f} ± {std:.3f} over {len(ratios)} seeds "
+            lines.append(f"- {label}: {mean:.3f} ± {std:.3f} over {_defined(ratios)} seeds "
                          f"(paper: {PAPER_RATIOS[column]:.3f})")
     rules = [rule for rule in HOP_RULES if rule in methods]
     if method in methods and rules:
@@ -130,8 +130,13 @@ def ratio_lines(runs: list[MethodRun], method: str = HL_GREEDY) -> list[str]:
         ratios = paired_ratios(runs, "steps", method, best)
         mean, std = mean_std(ratios)
         lines += ["", f"Steps of {method} / {best} (of the fixed rules run, the fewest "
-                  f"steps here): {mean:.3f} ± {std:.3f} over {len(ratios)} seeds"]
+                  f"steps here): {mean:.3f} ± {std:.3f} over {_defined(ratios)} seeds"]
     return lines
+
+
+def _defined(ratios: list[float]) -> int:
+    """Seeds with a ratio (a baseline figure of 0 gives none)."""
+    return sum(not math.isnan(r) for r in ratios)
 
 
 def report_csv(folder: Path, table: str) -> Path:

@@ -342,19 +342,28 @@ def compiled_model(config: HLConfig, sample: np.ndarray) -> keras.Model:
     uncompiled (sparse categorical cross-entropy, on logits unless its
     outputs on ``sample`` are probabilities, and Adam at ``--learning-rate``),
     its optimizer's slots built."""
-    import keras
 
     model = shared_model(config)
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
-        output = _output_on(model, sample[:16], config)
-        probabilities = bool((output >= 0).all()
-                             and np.allclose(output.sum(axis=1), 1.0, atol=1e-3))
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss=keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=not probabilities),
-                      metrics=["accuracy"])
+        compile_classifier(model, _output_on(model, sample[:16], config),
+                           config.learning_rate)
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def compile_classifier(model: keras.Model, output: np.ndarray, learning_rate: float) -> None:
+    """Compile an uncompiled classifier: sparse categorical cross-entropy on
+    probabilities if its ``output`` (n, C) on some samples is probabilities
+    (rows of non-negative values summing to 1), else on logits; Adam at
+    ``learning_rate``."""
+    import keras
+
+    probabilities = bool((output >= 0).all()
+                         and np.allclose(output.sum(axis=1), 1.0, atol=1e-3))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=not probabilities),
+                  metrics=["accuracy"])
 
 
 def initial_weights(config: HLConfig, seed: int, sample: np.ndarray) -> list[np.ndarray]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp import Grid
 
+from hl_flower.config import ConfigError, from_flat
 from hl_flower.prompt_delivery import tune_grid
 from hl_flower.reward import RewardFunction, paper_reward
 
@@ -86,6 +88,18 @@ class EpisodeResult:
     path: list[int] = field(default_factory=list)
     model_transfers: int = 0
     failures: int = 0
+
+
+def node_settings_record(settings: Mapping[str, Any] | None, **own: Any) -> ConfigRecord:
+    """The run config the nodes read, as a ConfigRecord: ``settings`` (kebab-case
+    run-config keys, e.g. ``learning-rate``) with the strategy's ``own`` values
+    over them. Raises ValueError for a key or value the nodes would refuse."""
+    values = dict(settings or {}) | {key.replace("_", "-"): v for key, v in own.items()}
+    try:
+        from_flat(values)
+    except ConfigError as err:
+        raise ValueError(f"node_settings: {err}") from None
+    return ConfigRecord(values)
 
 
 # Unique per episode in this server process: nodes keep per-episode state

@@ -27,7 +27,7 @@ from hl_flower.messages import HL_CONFIG, METRICS, STEP
 from hl_flower.methods import FEDAVG
 from hl_flower.reward import RewardFunction, reward_function
 
-from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
+from .episodes import EpisodeLoop, NodeFailure, RoundOutcome, node_settings_record
 from .replies import INTEGER_METRICS, NUMERIC_METRICS, reply_problem
 
 # What an honest node returns after a FedAvg round (no choice, no observation)
@@ -95,8 +95,8 @@ class FlowerBaseline(EpisodeLoop):
         The strategy, as built (its sampling, aggregation and server update
         are used as they are). Each episode plays a fresh copy of it, so no
         server state (last model, momentum, Adam's moments) leaks between
-        episodes. Its ``configrecord_key`` must be ``"step"``, the record
-        the nodes read.
+        episodes; the copies put their round config under ``"step"``, the
+        record the nodes read. The object given is left as it is.
     num_nodes : int
         N, the nodes that must be connected.
     goal : float (default: 0.8)
@@ -115,25 +115,26 @@ class FlowerBaseline(EpisodeLoop):
     Raises
     ------
     ValueError
-        A setting out of range, or a strategy whose messages the nodes
-        cannot read.
+        A setting out of range, a node setting the nodes would refuse, or a
+        strategy that is not FedAvg-like.
     """
 
     def __init__(self, strategy: FedAvg, *, num_nodes: int, goal: float = 0.8,
                  max_steps: int = 36, seed: int = 0, reward: RewardFunction | None = None,
                  node_settings: Mapping[str, Any] | None = None,
                  reply_timeout: float = 600.0) -> None:
-        if not isinstance(strategy, FedAvg) or strategy.configrecord_key != STEP:
-            raise ValueError(f"strategy must be a flwr FedAvg (or subclass) built with "
-                             f"configrecord_key={STEP!r}, got {strategy!r}")
+        if not isinstance(strategy, FedAvg):
+            raise ValueError(f"strategy must be a flwr FedAvg or one of its subclasses "
+                             f"(FedProx, FedAdam, ...), got {type(strategy).__name__}")
         self.set_episode_rules(num_nodes=num_nodes, goal=goal, max_steps=max_steps,
                                reward=reward, reply_timeout=reply_timeout, distance=None)
         self.name = type(strategy).__name__
         self.template = copy.deepcopy(strategy)
-        self.strategy = strategy
+        self.template.configrecord_key = STEP  # the record the nodes read
+        self.strategy = copy.deepcopy(self.template)
         self.seed = seed
-        self.run_settings = ConfigRecord(
-            dict(node_settings or {}) | {"num-nodes": num_nodes, "seed": seed})
+        self.run_settings = node_settings_record(node_settings, num_nodes=num_nodes,
+                                                 seed=seed)
 
     @classmethod
     def from_config(cls, config: HLConfig, method: str = FEDAVG) -> FlowerBaseline:

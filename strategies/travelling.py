@@ -25,7 +25,7 @@ from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
 from hl_flower.reward import RewardFunction, reward_function
 
-from .episodes import EpisodeLoop, NodeFailure, RoundOutcome
+from .episodes import EpisodeLoop, NodeFailure, RoundOutcome, node_settings_record
 from .replies import raised_message, reply_problem
 
 CONNECT_GRACE = 30.0  # seconds the first round waits for every partition's node
@@ -99,8 +99,8 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.failure_cooldown, self.max_failures = failure_cooldown, max_failures
         self.node_ids: dict[int, int] = {}  # partition id -> Flower node id
         self.selected: list[int] = [starter]
-        self.run_settings = ConfigRecord(
-            dict(node_settings or {}) | {"num-nodes": num_nodes, "k": k, "seed": seed})
+        self.run_settings = node_settings_record(node_settings, num_nodes=num_nodes,
+                                                 k=k, seed=seed)
         self.node_policy_versions: dict[int, int] = {}  # node id -> as reported
         self.trained_weights: list[list[np.ndarray]] = []  # last step's updates
         self.down_until: dict[int, int] = {}  # partition -> round it may retry

@@ -238,10 +238,13 @@ def test_every_flower_strategy_runs_in_compare_to_the_report(tmp_path: Path) -> 
 def test_any_flower_strategy_object_can_be_played() -> None:
     from flwr.serverapp.strategy import FedAvg, FedAvgM
 
-    own = FedAvgM(server_momentum=0.5, min_available_nodes=NODES, configrecord_key="step")
+    own = FedAvgM(server_momentum=0.5, min_available_nodes=NODES)
     baseline = FlowerBaseline(own, num_nodes=NODES, goal=0.7, max_steps=5, seed=3)
     assert (baseline.name, baseline.goal, baseline.max_steps) == ("FedAvgM", 0.7, 5)
     baseline.begin_episode(0)
     assert baseline.strategy is not own and baseline.strategy.server_momentum == 0.5
-    with pytest.raises(ValueError, match="configrecord_key='step'"):
-        FlowerBaseline(FedAvg(), num_nodes=NODES)
+    assert baseline.strategy.configrecord_key == "step" and own.configrecord_key == "config"
+    with pytest.raises(ValueError, match="FedAvg or one of its subclasses"):
+        FlowerBaseline(object(), num_nodes=NODES)
+    with pytest.raises(ValueError, match="node_settings: unknown setting 'learning_rate'"):
+        FlowerBaseline(FedAvg(), num_nodes=NODES, node_settings={"learning_rate": 0.1})

@@ -118,3 +118,11 @@ def test_a_users_own_client_app_runs_hl(tmp_path: Path) -> None:
     assert accuracy[-1] >= 0.9 > accuracy[0], accuracy
     for before, after in zip(steps, steps[1:], strict=False):
         assert before["next_node"] == after["holder"]
+
+
+def test_trainer_for_compiles_a_softmax_model_on_probabilities() -> None:
+    x, _ = own_data()
+    keras.utils.set_random_seed(0)
+    softmax = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    assert trainer_for(softmax, x).model.loss.get_config()["from_logits"] is False
+    assert trainer_for(own_model(), x).model.loss.get_config()["from_logits"] is True

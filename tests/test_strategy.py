@@ -121,8 +121,7 @@ def test_strategies_are_built_from_keyword_arguments_without_a_run_config() -> N
     rule = NearestUnvisited(num_nodes=5, distance=reference_distance(5), starter=3)
     rule.begin_episode(0)
     assert rule.selected == [3] and rule.visited == {3}
-    fedavg = FlowerBaseline(FedAvg(fraction_train=0.4, configrecord_key="step"),
-                            num_nodes=5, max_steps=3)
+    fedavg = FlowerBaseline(FedAvg(fraction_train=0.4), num_nodes=5, max_steps=3)
     assert (fedavg.num_nodes, fedavg.max_steps, fedavg.distance) == (5, 3, None)
 
 
@@ -143,6 +142,8 @@ def test_from_config_gives_the_run_settings_to_the_strategy_and_the_nodes() -> N
     ({"k": 5}, "k must be"), ({"starter": 4}, "starter"), ({"reply_timeout": 0}, "reply_timeout"),
     ({"distance": np.zeros((3, 3))}, "4 x 4"), ({"observation": "pixels"}, "observation"),
     ({"actions": "relative"}, "progress observation"),
+    ({"node_settings": {"learnig-rate": 0.1}}, "node_settings: unknown setting 'learnig-rate'"),
+    ({"node_settings": {"goal": True}}, "node_settings: --goal must be a number"),
 ])
 def test_a_strategy_setting_out_of_range_is_refused(changes: dict, problem: str) -> None:
     agent = DQNAgent(HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
