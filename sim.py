@@ -140,7 +140,8 @@ def check_resumable(folder: Path) -> None:
     from hl_flower.runlog import run_kind
 
     if not folder.is_dir():
-        raise ConfigError(f"--resume {folder} is not a run folder")
+        raise ConfigError(f"--resume {folder} is not a run folder; give the folder of "
+                          "a training run (runs/<name>) that stopped")
     kind = run_kind(folder)
     if kind != "train":
         what = f"a {kind} run" if kind else "not a run folder that sim.py wrote"

@@ -259,7 +259,9 @@ class DQNAgent:
                 self.config.dqn_hidden_1, self.config.dqn_hidden_2]:
             raise ValueError(f"policy in {folder} is for {nodes} nodes and "
                              f"hidden sizes {hidden}; this run has "
-                             f"{self.config.num_nodes} nodes")
+                             f"{self.config.num_nodes} nodes; run it with --nodes {nodes} "
+                             f"--dqn-hidden-1 {hidden[0]} --dqn-hidden-2 {hidden[1]}, or "
+                             "give a policy trained for this run")
         if (observation, actions) != (self.config.observation, self.config.actions):
             raise ValueError(f"policy in {folder} reads the {observation!r} "
                              f"observation with {actions} actions; run it with "

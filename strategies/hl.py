@@ -79,10 +79,14 @@ class HomogeneousLearning(TravellingModel):
         Nodes keep their copy of the policy between visits, so it travels
         only when it changed; False sends it with every decision.
     **settings
-        :class:`TravellingModel`'s keyword arguments: ``num_nodes`` and
-        ``distance`` (required), ``goal``, ``max_steps``, ``k``, ``starter``,
-        ``seed``, ``reward``, ``node_settings``, ``reply_timeout``,
-        ``failure_cooldown``, ``max_failures``.
+        :class:`TravellingModel`'s keyword arguments, with their types and
+        defaults there: ``num_nodes`` (int) and ``distance`` (N x N array),
+        both required; ``goal`` (0.8), ``max_steps`` (36), ``k`` (1),
+        ``starter`` (0), ``seed`` (0), ``reward`` (the paper's),
+        ``node_settings`` (run-config keys the nodes read, kebab-case:
+        ``learning-rate``, ``local-epochs``, ``batch-size``, ``task``,
+        ``partition``...), ``reply_timeout`` (600 s), ``failure_cooldown``
+        (5), ``max_failures`` (50).
 
     Raises
     ------
