@@ -7,7 +7,8 @@
     python sim.py compare --policy runs/<name>   # compare a trained policy
     python sim.py eval --policy runs/<name>      # HL-greedy alone over seeds
 
-Commands: train (the default), compare, eval. Every setting of
+Commands: train (the default), compare, eval; `python sim.py compare --help`
+shows compare's own flags (--methods, --seeds, --policy). Every setting of
 ``hl_flower.config.HLConfig`` is a flag (``--main-samples``); results land
 in ``runs/<name>/``.
 """
@@ -67,7 +68,8 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
                         help="named settings to start from (default: quick)")
-    parser.add_argument("--out", default="runs", help="parent of the run folder")
+    parser.add_argument("--out", default="runs",
+                        help="parent of the run folder (default: runs)")
     parser.add_argument("--name", default="",
                         help="run folder name (default: command, preset, settings, time)")
     parser.add_argument("--overwrite", action="store_true",
