@@ -15,7 +15,7 @@ their own.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -222,6 +222,16 @@ def load_partition(dataset: Dataset, node: int, num_nodes: int, main: int,
     return Partition(dataset.x_train[idx], dataset.y_train[idx])
 
 
+def _largest(holds: Callable[[int], bool], low: int, high: int) -> int:
+    """The largest value in ``low..high`` for which ``holds`` is true, by
+    bisection (``holds`` is true up to some value and false after it);
+    ``low`` when it holds nowhere above ``low``."""
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if holds(middle) else (low, middle - 1)
+    return low
+
+
 def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
                      partition: str, partition_seed: int = 0) -> None:
     """Raise :class:`DataError` if any node's data cannot be built; for
@@ -245,20 +255,10 @@ def check_partitions(dataset: Dataset, num_nodes: int, main: int, other: int,
     classes = dataset.num_classes
     counts = np.bincount(dataset.y_train, minlength=classes)
     main_fit = min(main, largest_main_samples(dataset.y_train, num_nodes, classes))
-    low, high = 0, other  # the largest other-samples that fits with main_fit
-    while low < high:
-        middle = (low + high + 1) // 2
-        low, high = (middle, high) if fits(main_fit, middle) else (low, middle - 1)
+    other_fit = _largest(lambda value: fits(main_fit, value), 0, other)
     changes = [f"--main-samples {main_fit} or less" if main_fit < main else "",
-               f"--other-samples {low} or less" if low < other else ""]
-    fewest, most_nodes = 1, 0  # the most nodes that fit (more nodes never fit better)
-    high = num_nodes - 1
-    while fewest <= high:
-        middle = (fewest + high) // 2
-        if fits(main, other, middle):
-            most_nodes, fewest = middle, middle + 1
-        else:
-            high = middle - 1
+               f"--other-samples {other_fit} or less" if other_fit < other else ""]
+    most_nodes = _largest(lambda nodes: fits(main, other, nodes), 1, num_nodes - 1)
     raise DataError(
         f"{num_nodes} nodes x ({main} + {other}) samples do not fit this training "
         f"set ({counts.min()} to {counts.max()} samples per class, {classes} "
