@@ -49,13 +49,18 @@ class OneLineInputErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Replace the record's message and traceback; always keep it."""
-        from strategies import NodeFailure
-
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, RunConfigError | NodeFailure):
+        if error is not None and isinstance(error, RunConfigError | _node_failure()):
             record.msg, record.args, record.exc_info, record.exc_text = (
                 "%s", (f"flwr run: {error}",), None, None)
         return True
+
+
+def _node_failure() -> type[Exception]:
+    """strategies' NodeFailure (imported late: strategies imports hl_flower)."""
+    from strategies import NodeFailure
+
+    return NodeFailure
 
 
 def quiet_input_errors() -> None:

@@ -66,7 +66,7 @@ from .messages import (
 from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
-from .task import compile_classifier
+from .task import compile_classifier, needs_compiling
 
 
 def train_reply(message: Message, context: Context, trainer: LocalTrainer,
@@ -144,7 +144,7 @@ def trainer_for(model: keras.Model, sample: np.ndarray,
     one keeps its loss and optimizer, and then ``learning_rate`` is unused.
     Raises ValueError for a model compiled without one loss."""
     if id(model) not in _TRAINERS:
-        if getattr(model, "optimizer", None) is None:
+        if needs_compiling(model):
             compile_classifier(model, np.asarray(model(sample[:16], training=False)),
                                learning_rate)
         model.optimizer.build(model.trainable_variables)

@@ -344,11 +344,16 @@ def compiled_model(config: HLConfig, sample: np.ndarray) -> keras.Model:
     its optimizer's slots built."""
 
     model = shared_model(config)
-    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+    if needs_compiling(model):
         compile_classifier(model, _output_on(model, sample[:16], config),
                            config.learning_rate)
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def needs_compiling(model: keras.Model) -> bool:
+    """Whether ``model`` was left uncompiled (no optimizer to train with)."""
+    return not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None
 
 
 def compile_classifier(model: keras.Model, output: np.ndarray, learning_rate: float) -> None:
