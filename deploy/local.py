@@ -1,5 +1,10 @@
 """Start and stop real Flower processes on this machine: a SuperLink, SuperNodes.
 
+A SuperNode runs with short waits and a long-lived ClientApp worker beside it
+(``deploy.supernode`` and ``deploy.clientapp_worker``) unless ``stock=True``,
+which runs Flower's own ``flower-supernode`` (a fresh ClientApp process per
+message).
+
 Used by ``python -m deploy.start_supernodes`` and by the deployment tests.
 Every process starts in its own session with a tag in its environment, so
 stopping it also stops what it started (Flower's SuperExec and the ServerApp
@@ -31,6 +36,7 @@ QUIET_ENVIRONMENT = {
 }
 CONNECTED = "SuperNode ID:"  # a SuperNode logs this once the SuperLink accepted it
 SUPERLINK_READY = "Application startup complete"
+PROJECT = Path(__file__).resolve().parents[1]  # where `python -m deploy.<script>` runs
 
 
 class ProcessError(RuntimeError):
@@ -231,10 +237,14 @@ def _descendants(root: int) -> list[int]:
 
 
 def superlink_command(port: int, certificates: Path | None = None,
-                      supernode_auth: bool = False, host: str = LOOPBACK) -> list[str]:
-    """``flower-superlink`` on ``host:port``; TLS with ``certificates`` (make_certs' folder)."""
-    command = [flower_executable("flower-superlink"), "--host", host, "--port", str(port),
-               "--disable-runtime-dependency-installation"]
+                      supernode_auth: bool = False, host: str = LOOPBACK,
+                      stock: bool = False) -> list[str]:
+    """A SuperLink on ``host:port``; TLS with ``certificates`` (make_certs'
+    folder). ``stock``: Flower's ``flower-superlink`` as it is; otherwise
+    ``deploy.superlink`` (SuperNodes' pulls held open until a message waits)."""
+    command = ([flower_executable("flower-superlink")] if stock
+               else [sys.executable, "-m", "deploy.superlink"])
+    command += ["--host", host, "--port", str(port), "--disable-runtime-dependency-installation"]
     if certificates is None:
         command.append("--insecure")
     else:
@@ -246,13 +256,18 @@ def superlink_command(port: int, certificates: Path | None = None,
     return command
 
 
-def supernode_command(superlink: str, partition: int, num_partitions: int, port: int,
+def supernode_command(superlink: str, partition: int | None, num_partitions: int, port: int,
                       root_certificates: Path | None = None,
-                      private_key: Path | None = None) -> list[str]:
-    """``flower-supernode`` serving one partition; its Runtime API on ``port``."""
-    command = [flower_executable("flower-supernode"), "--superlink", superlink,
-               "--port", str(port),
-               "--node-config", f"partition-id={partition} num-partitions={num_partitions}"]
+                      private_key: Path | None = None, stock: bool = False) -> list[str]:
+    """A SuperNode serving one partition (None: no ``--node-config``); its
+    Runtime API on ``port``. ``stock``: Flower's ``flower-supernode`` as it
+    is; otherwise ``deploy.supernode`` (short waits, ``--isolation
+    process``), which needs :func:`worker_command` beside it."""
+    command = ([flower_executable("flower-supernode")] if stock
+               else [sys.executable, "-m", "deploy.supernode"])
+    command += ["--superlink", superlink, "--port", str(port)]
+    if partition is not None:
+        command += ["--node-config", f"partition-id={partition} num-partitions={num_partitions}"]
     if root_certificates is None:
         command.append("--insecure")
     else:
@@ -260,6 +275,12 @@ def supernode_command(superlink: str, partition: int, num_partitions: int, port:
     if private_key is not None:
         command += ["--auth-supernode-private-key", str(private_key)]
     return command
+
+
+def worker_command(port: int) -> list[str]:
+    """The ClientApp worker of the SuperNode whose Runtime API is on ``port``."""
+    return [sys.executable, "-m", "deploy.clientapp_worker",
+            "--runtime-api-address", f"{LOOPBACK}:{port}", "--insecure"]
 
 
 def write_connection(flwr_home: Path, name: str, address: str,
@@ -288,16 +309,21 @@ class LocalFederation:
         Folder written by ``deploy.make_certs``: TLS on. None: insecure.
     supernode_auth : bool (default: False)
         Only registered SuperNodes may connect (needs ``certificates``).
+    stock : bool (default: False)
+        Flower's own SuperNodes, a fresh ClientApp process per message;
+        otherwise short waits and one long-lived worker per SuperNode.
     """
 
     def __init__(self, folder: Path, certificates: Path | None = None,
-                 supernode_auth: bool = False) -> None:
+                 supernode_auth: bool = False, stock: bool = False) -> None:
         self.folder = folder
         self.certificates = certificates
         self.supernode_auth = supernode_auth
+        self.stock = stock
         self.port = free_port()
         self.superlink: LocalProcess | None = None
         self.supernodes: dict[str, LocalProcess] = {}
+        self.workers: dict[str, LocalProcess] = {}  # by their SuperNode's name
         self.others: list[LocalProcess] = []  # e.g. `flwr run`
 
     @property
@@ -313,23 +339,35 @@ class LocalFederation:
     def start_superlink(self, timeout: float = 60.0) -> LocalProcess:
         """Start the SuperLink and wait until it serves."""
         self.superlink = LocalProcess(
-            "superlink", superlink_command(self.port, self.certificates, self.supernode_auth),
-            self.folder / "superlink.log", environment(self.folder / "superlink-home"))
+            "superlink", superlink_command(self.port, self.certificates, self.supernode_auth,
+                                           stock=self.stock),
+            self.folder / "superlink.log", environment(self.folder / "superlink-home"), PROJECT)
         self.superlink.wait_for_log(SUPERLINK_READY, timeout)
         return self.superlink
 
-    def start_supernode(self, partition: int, num_partitions: int,
+    def start_supernode(self, partition: int | None, num_partitions: int,
                         private_key: Path | None = None, name: str = "") -> LocalProcess:
-        """Start a SuperNode for ``partition`` (it connects in the background)."""
+        """Start a SuperNode for ``partition`` (None: no node config) and its
+        worker; the SuperNode connects in the background."""
         name = name or f"supernode-{partition}"
         if name in self.supernodes and self.supernodes[name].running():
             raise ProcessError(f"{name} is already running")
-        command = supernode_command(self.address, partition, num_partitions, free_port(),
-                                    self.root_certificates, private_key)
-        node = LocalProcess(name, command, self.folder / f"{name}.log",
-                            environment(self.folder / f"{name}-home"))
+        port = free_port()
+        command = supernode_command(self.address, partition, num_partitions, port,
+                                    self.root_certificates, private_key, self.stock)
+        env = environment(self.folder / f"{name}-home")
+        node = LocalProcess(name, command, self.folder / f"{name}.log", env, PROJECT)
         self.supernodes[name] = node
+        if not self.stock:
+            self.workers[name] = LocalProcess(f"{name}-worker", worker_command(port),
+                                              self.folder / f"{name}-worker.log", env, PROJECT)
         return node
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILL a SuperNode and its worker (a device that crashes)."""
+        for process in (self.supernodes[name], self.workers.get(name)):
+            if process is not None:
+                process.kill()
 
     def connection(self, flwr_home: Path, name: str = "local-deployment") -> Path:
         """Write a Flower configuration whose default connection is this SuperLink."""
@@ -344,8 +382,8 @@ class LocalFederation:
         return process
 
     def processes(self) -> list[LocalProcess]:
-        """Every process started: others, SuperNodes, then the SuperLink."""
-        return (self.others + list(self.supernodes.values())
+        """Every process started: others, workers, SuperNodes, then the SuperLink."""
+        return (self.others + list(self.workers.values()) + list(self.supernodes.values())
                 + ([self.superlink] if self.superlink else []))
 
     def leftover_pids(self) -> list[int]:

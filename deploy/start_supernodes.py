@@ -6,7 +6,12 @@
 
 SuperNode ``i`` serves partition ``i`` of ``--nodes``
 (``--node-config "partition-id=i num-partitions=N"``), runs its Runtime API on
-``--first-port + i`` and logs to ``<folder>/supernode-i.log``. With ``--keys``
+``--first-port + i`` and logs to ``<folder>/supernode-i.log``. Each SuperNode
+has short waits and a long-lived ClientApp worker beside it
+(``deploy.supernode``, ``deploy.clientapp_worker``, logging to
+``<folder>/supernode-i-worker.log``); ``--stock`` runs Flower's own
+``flower-supernode`` instead, which starts a fresh ClientApp process per
+message. With ``--keys``
 it authenticates with ``<keys>/supernode-i`` (``python -m
 deploy.supernode_keys``). The script waits until every SuperNode is connected,
 then keeps them running until Ctrl-C, which stops them all. On real devices,
@@ -23,7 +28,15 @@ import time
 from pathlib import Path
 
 from deploy.cli import OneLineParser, UsageError, run_main
-from deploy.local import CONNECTED, LocalProcess, ProcessError, environment, supernode_command
+from deploy.local import (
+    CONNECTED,
+    PROJECT,
+    LocalProcess,
+    ProcessError,
+    environment,
+    supernode_command,
+    worker_command,
+)
 
 DEFAULT_SUPERLINK = "127.0.0.1:8000"  # flower-superlink's default --host/--port
 DEFAULT_FIRST_PORT = 9094  # flower-supernode's default Runtime API port
@@ -62,34 +75,40 @@ def refusal_reason(log: str) -> str:
     return (coded or errors or ["no reason logged"])[-1]
 
 
-def start_all(args: argparse.Namespace) -> list[LocalProcess]:
-    """Start the SuperNodes and wait until each is connected (or stop them all)."""
-    nodes = []
+def start_all(args: argparse.Namespace) -> tuple[list[LocalProcess], list[LocalProcess]]:
+    """Start the SuperNodes (and their workers); wait until each SuperNode is
+    connected, or stop them all."""
+    nodes, workers = [], []
     for i in range(args.nodes):
-        command = supernode_command(args.superlink, i, args.nodes, args.first_port + i,
+        port = args.first_port + i
+        command = supernode_command(args.superlink, i, args.nodes, port,
                                     args.root_certificates,
-                                    key_path(args.keys, i) if args.keys else None)
+                                    key_path(args.keys, i) if args.keys else None, args.stock)
+        env = environment(args.folder / f"supernode-{i}-home")
         nodes.append(LocalProcess(f"supernode-{i}", command,
-                                  args.folder / f"supernode-{i}.log",
-                                  environment(args.folder / f"supernode-{i}-home")))
+                                  args.folder / f"supernode-{i}.log", env, PROJECT))
+        if not args.stock:
+            workers.append(LocalProcess(f"supernode-{i}-worker", worker_command(port),
+                                        args.folder / f"supernode-{i}-worker.log", env,
+                                        PROJECT))
     try:
         for node in nodes:
             node.wait_for_log(CONNECTED, args.timeout)
     except ProcessError:
         failed = next(n for n in nodes if CONNECTED not in n.log())
         refused = not failed.running()
-        stop_all(nodes)
+        stop_all(workers + nodes)
         if not refused:
             raise UsageError(f"{failed.name} did not connect to {args.superlink} within "
                              f"{args.timeout:.0f} s; is the SuperLink running there, with "
                              f"TLS as you chose? (log: {failed.log_path})") from None
         raise UsageError(f"{failed.name} was refused: {refusal_reason(failed.log())} "
                          f"(log: {failed.log_path})") from None
-    return nodes
+    return nodes, workers
 
 
 def stop_all(nodes: list[LocalProcess]) -> None:
-    """Stop every SuperNode and what it started."""
+    """Stop every process (workers, SuperNodes) and what it started."""
     for node in nodes:
         node.stop()
 
@@ -116,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                              "every file .gitignore does not exclude")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for each SuperNode to connect (default: 60)")
+    parser.add_argument("--stock", action="store_true",
+                        help="Flower's own flower-supernode: a fresh ClientApp process "
+                             "(and TensorFlow import) per message, no workers")
     args = parser.parse_args(argv)
     check_inputs(args)
     # Ctrl-C, and SIGTERM alike, stop the SuperNodes (a shell starting this in the
@@ -123,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.default_int_handler)
     nodes: list[LocalProcess] = []
+    workers: list[LocalProcess] = []
     try:
-        nodes = start_all(args)
+        nodes, workers = start_all(args)
         for i, node in enumerate(nodes):
             print(f"{node.name}: partition {i} of {args.nodes}, pid {node.pid}, "
                   f"log {node.log_path}")
@@ -144,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stopping the SuperNodes", flush=True)
         return 0
     finally:
-        stop_all(nodes)
+        stop_all(workers + nodes)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,45 @@
-"""Shorter message polling in Flower's Simulation Engine.
+"""Shorter message polling in Flower's Simulation and Deployment Engines.
 
-Flower 1.42's engine moves messages with two polling loops, each waiting
-0.1 s between looks: the ServerApp's ``InMemoryGrid`` pulls replies, and the
-engine's delivery thread (``vce_api.add_messages_to_queue``) looks for new
-messages for the virtual nodes. An HL step is one message and one reply
-around ~0.2 s of work, so these waits alone added ~0.1 s (half) to it.
+Flower 1.42 moves messages with polling loops whose fixed waits are long next
+to an HL step (one message and one reply around ~0.2 s of work).
 
-:func:`tune_grid` shortens the grid's pull interval; :func:`patch_delivery`
-swaps the delivery loop for one that does the same calls but waits in
-proportion to how long a pass takes (at least 5 ms, at most Flower's 0.1 s),
-so polling stays under ~20% of a core even with 1,000 virtual nodes. Both
-touch only Flower's simulation path and check what they replace; on a
-Flower whose internals differ they do nothing.
+In simulation, two loops wait 0.1 s between looks: the ServerApp's
+``InMemoryGrid`` pulls replies, and the engine's delivery thread
+(``vce_api.add_messages_to_queue``) looks for new messages for the virtual
+nodes. :func:`tune_grid` shortens the grid's pull interval;
+:func:`patch_delivery` swaps the delivery loop for one that does the same
+calls but waits in proportion to how long a pass takes (at least 5 ms, at most
+Flower's 0.1 s), so polling stays under ~20% of a core even with 1,000
+virtual nodes.
+
+In deployment (flwr 1.42's source; idle CPU measured on 127.0.0.1), polling
+every 3 s is slow, and polling often is costly: each request takes ~3 ms of
+the SuperLink's CPU. So the two pulls that wait for work are held open
+instead (long polling) and answered as soon as there is something:
+
+- a SuperNode's pull of its next message from the SuperLink (Flower: again
+  3 s after an empty pull): the SuperLink holds it up to 0.5 s, looking at
+  its own in-memory state every 5 ms; the SuperNode then pulls again at
+  once. About 2 requests per second per idle SuperNode.
+- a worker's request for its next task (``deploy.clientapp_worker``; the
+  stock SuperExec asks every 1 s): the SuperNode holds it the same way.
+- a SuperNode looks for its ClientApp's reply (in its own memory) every
+  5 ms instead of 0.5 s;
+- a message part not uploaded yet is pulled again after 5 ms, doubling up to
+  50 ms (Flower: 1 s, doubling up to 10 s);
+- the ServerApp pulls for a reply every 0.02 s in HL's own loop (Flower's
+  ``send_and_receive``: every 3 s).
+
+A held request occupies one of the server's worker threads (anyio's default
+is 40 per server): beyond about 30 SuperNodes per SuperLink, start the
+SuperLink without the hold (``flower-superlink``).
+
+:func:`patch_superlink_waits` applies the first in the SuperLink's process
+(``python -m deploy.superlink``), :func:`patch_supernode_waits` the next
+three in a SuperNode's (``python -m deploy.supernode``), :func:`tune_grid`
+the last two in the ServerApp's. Every patch checks the installed flwr
+version and what it replaces; on another Flower it changes nothing and
+Flower's own waits apply.
 """
 
 from __future__ import annotations
@@ -19,20 +47,121 @@ from __future__ import annotations
 import inspect
 import threading
 import time
+from collections.abc import Callable
 from queue import Queue
+from types import ModuleType
+from typing import Any
 
+import flwr
 from flwr.serverapp import Grid
 
-PULL_INTERVAL = 0.005  # seconds between reply pulls (Flower: 0.1)
+TESTED_FLWR = "1.42.0"  # the Flower whose deployment waits are patched
+PULL_INTERVAL = 0.005  # seconds between reply pulls in simulation (Flower: 0.1)
 MIN_WAIT, MAX_WAIT = 0.005, 0.1  # delivery loop waits (Flower: always 0.1)
 BUSY_SHARE = 0.2  # wait 4x as long as a pass took: polling <= 20% of a core
+DEPLOYED_PULL_INTERVAL = 0.02  # ServerApp's seconds between reply pulls in deployment
+SUPERLINK_PULL_INTERVAL = 0.005  # SuperNode's seconds between pulls, each held (Flower: 3)
+REPLY_CHECK_INTERVAL = 0.005  # SuperNode's seconds between looks for a reply (Flower: 0.5)
+OBJECT_PULL_BACKOFF = (0.005, 0.05)  # first and longest wait for a part (Flower: 1, 10)
+HOLD, HOLD_CHECK = 0.5, 0.01  # seconds a pull for work is held open; looks meanwhile
+STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter "
+              f"deployment waits were written for {TESTED_FLWR}, so Flower's own waits "
+              "apply (each step takes seconds longer)")
 
 
-def tune_grid(grid: Grid) -> None:
-    """Pull replies every 5 ms on the simulation's in-memory grid."""
+def tune_grid(grid: Grid) -> bool:
+    """Pull replies every 5 ms on the simulation's in-memory grid, every
+    20 ms on a deployment's grid (with short waits for message parts).
+    False when the deployment's patch does not fit the installed Flower."""
     inner = getattr(grid, "inner", grid)  # through a MeteredGrid
     if type(inner).__name__ == "InMemoryGrid" and hasattr(inner, "pull_interval"):
         inner.pull_interval = PULL_INTERVAL
+        return True
+    if type(inner).__name__ == "HttpGrid" and patch_object_pulls():
+        inner.pull_interval = DEPLOYED_PULL_INTERVAL  # read by MeteredGrid's loop
+        return True
+    return type(inner).__name__ != "HttpGrid"
+
+
+def patch_object_pulls() -> bool:
+    """Wait 0.01 s (doubling up to 1 s) for a message part that is not
+    uploaded yet, instead of 1 s (up to 10 s); False if Flower differs."""
+    if flwr.__version__ != TESTED_FLWR:
+        return False
+    from flwr.supercore.inflatable import inflatable_utils
+
+    pulls = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
+    if not all({"initial_backoff", "backoff_cap"} <= (pull.__kwdefaults__ or {}).keys()
+               for pull in pulls):
+        return False
+    for pull in pulls:
+        pull.__kwdefaults__["initial_backoff"], pull.__kwdefaults__["backoff_cap"] = (
+            OBJECT_PULL_BACKOFF)
+    return True
+
+
+def held(handler: Callable[..., Any], found: Callable[[Any], bool]) -> Callable[..., Any]:
+    """``handler`` answering as soon as ``found(answer)``, after HOLD seconds at most."""
+    def hold_open(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + HOLD
+        while not found(answer := handler(*args, **kwargs)) and time.monotonic() < deadline:
+            time.sleep(HOLD_CHECK)
+        return answer
+
+    hold_open.__wrapped__ = handler  # type: ignore[attr-defined]
+    return hold_open
+
+
+def _hold(module: ModuleType, name: str, found: Callable[[Any], bool]) -> bool:
+    """Replace ``module.name`` by its held version (once); False if it is missing."""
+    handler = getattr(module, name, None)
+    if handler is None:
+        return False
+    if not hasattr(handler, "__wrapped__"):
+        setattr(module, name, held(handler, found))
+    return True
+
+
+def patch_superlink_waits() -> bool:
+    """Hold SuperNodes' pulls for messages open (call before the SuperLink
+    starts); False if Flower differs."""
+    if flwr.__version__ != TESTED_FLWR:
+        return False
+    from flwr.superlink.servicer.fleet import fleet_handlers
+
+    return _hold(fleet_handlers, "pull_messages", lambda answer: bool(answer.messages_list))
+
+
+class _ShorterSleeps:
+    """Stands in for the ``time`` module: ``sleep`` of a listed length is shorter."""
+
+    def __init__(self, shorter: dict[float, float]) -> None:
+        self.shorter = shorter
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(self.shorter.get(seconds, seconds))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(time, name)
+
+
+def patch_supernode_waits() -> bool:
+    """Shorten a SuperNode's waits (call before it starts); False if Flower differs."""
+    if flwr.__version__ != TESTED_FLWR:
+        return False
+    from flwr.supernode import start_client_internal as loop
+
+    waits = {3: SUPERLINK_PULL_INTERVAL, 0.5: REPLY_CHECK_INTERVAL}
+    if not isinstance(loop.time, (ModuleType, _ShorterSleeps)) or not all(
+            f"time.sleep({seconds})" in inspect.getsource(loop) for seconds in waits):
+        return False
+    from flwr.supernode.servicer.runtime import runtime_handlers
+
+    if not patch_object_pulls() or not _hold(runtime_handlers, "acquire_task",
+                                             lambda answer: bool(answer.token)):
+        return False
+    loop.time = _ShorterSleeps(waits)
+    return True
 
 
 def deliver_promptly(state: object, queue: Queue, nodes_mapping: dict,

@@ -15,14 +15,16 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from logging import WARNING
 from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
+from flwr.common import log
 from flwr.serverapp import Grid
 
 from hl_flower.config import ConfigError, from_flat
-from hl_flower.prompt_delivery import tune_grid
+from hl_flower.prompt_delivery import STOCK_NOTE, tune_grid
 from hl_flower.reward import RewardFunction, paper_reward
 
 from .errors import NodeFailure, RunInterrupted  # noqa: F401  (re-exported)
@@ -212,7 +214,8 @@ class EpisodeLoop:
         ``evaluate_fn`` returns the test accuracy of a model. ``on_step`` and
         ``on_episode`` see the results as they happen.
         """
-        tune_grid(grid)
+        if not tune_grid(grid):
+            log(WARNING, STOCK_NOTE)
         grid = MeteredGrid.wrap(grid)
         self.prepare(grid)
         results = []

@@ -26,9 +26,7 @@ from deploy.local import (
     LocalFederation,
     LocalProcess,
     environment,
-    free_port,
     free_ports_in_a_row,
-    supernode_command,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +236,7 @@ def test_a_supernode_killed_mid_run_is_routed_around(
                          run, RUN_TIMEOUT)
     victim = int(rows[-1]["next_node"])  # the next step's message goes there
     killed_after = len(rows)
-    nodes[victim].kill()
+    local.kill_node(nodes[victim].name)  # the SuperNode and its worker
     run.wait_for_exit(RUN_TIMEOUT)
     steps = read_csv(run_dir / "steps.csv")
     assert [int(r["step"]) for r in steps] == list(range(1, steps_total + 1)), run.tail(40)
@@ -258,10 +256,7 @@ def test_a_stray_supernode_and_a_missing_partition_end_the_run_in_one_line(
     local = federation()
     local.start_superlink(START_TIMEOUT)
     nodes = [local.start_supernode(i, NODES) for i in range(NODES - 1)]
-    command = supernode_command(local.address, 0, NODES, free_port())
-    at = command.index("--node-config")
-    del command[at:at + 2]
-    nodes.append(local.start("stray-supernode", command, tmp_path / "stray-home"))
+    nodes.append(local.start_supernode(None, NODES, name="stray-supernode"))
     for node in nodes:
         node.wait_for_log(CONNECTED, START_TIMEOUT)
     run = flwr_run(local, tmp_path / "cli", tmp_path / "run")

@@ -1,0 +1,182 @@
+"""One HL episode three ways: simulated, deployed with workers, deployed stock.
+
+    python benchmarks/deploy_step.py                 # mnist-5k, 10 nodes, 20 steps
+    python benchmarks/deploy_step.py --steps 30 --skip-stock
+
+The same settings run (one episode of ``--steps`` steps; the goal, 0.99, is
+out of reach, so every run takes all of them):
+
+1. in simulation (``sim.py``: Flower's Simulation Engine, Ray);
+2. on a local deployment as ``deploy.local`` starts it: a SuperLink and one
+   SuperNode per node on 127.0.0.1, each SuperNode with short waits and a
+   long-lived ClientApp worker (``deploy.superlink``, ``deploy.supernode``,
+   ``deploy.clientapp_worker``), then ``flwr run``;
+3. the same with Flower's own processes (``flower-superlink``,
+   ``flower-supernode``: a fresh ClientApp process per message), for
+   reference.
+
+A step's time is the ServerApp's own measure in ``steps.csv`` (``time_step``:
+sending the model, the node's epoch and choice, the reply, the evaluation),
+so the three are measured the same way. Peak memory is the largest sum of
+the proportional set size of every process of the way (the simulation and
+Ray; the SuperLink, SuperNodes, workers, ServerApp and ``flwr run``),
+sampled every 0.5 s. Runs one way at a time. Prints figures, ends with
+``deployed/simulated median step = X``; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deploy.cli import flower_executable  # noqa: E402
+from deploy.local import CONNECTED, LocalFederation  # noqa: E402
+
+START_TIMEOUT = 120.0  # seconds for the SuperLink and SuperNodes to come up
+
+
+class PeakMemory:
+    """Samples the summed PSS of the processes ``pids()`` names, in a thread."""
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            total = 0
+            for pid in self.pids():
+                try:
+                    info = psutil.Process(pid).memory_full_info()
+                    total += getattr(info, "pss", info.rss)
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def settings(args: argparse.Namespace) -> dict[str, object]:
+    """The run's settings, as run-config keys (quoted for ``--run-config``)."""
+    return {"dataset": f"'{args.dataset}'", "num-nodes": args.nodes, "episodes": 1,
+            "max-steps": args.steps, "goal": 0.99, "seed": args.seed}
+
+
+def step_times(run_dir: Path) -> list[float]:
+    """Seconds of every step of a finished run, from its steps.csv."""
+    with (run_dir / "steps.csv").open() as handle:
+        return [float(row["time_step"]) for row in csv.DictReader(handle)]
+
+
+def simulated(args: argparse.Namespace, folder: Path) -> tuple[list[float], int]:
+    """Step times and peak memory of the episode in simulation."""
+    flags = []
+    for key, value in settings(args).items():
+        flag = {"num-nodes": "nodes"}.get(key, key)
+        flags += [f"--{flag}", str(value).strip("'")]
+    process = subprocess.Popen([sys.executable, "sim.py", *flags, "--out", str(folder),
+                                "--name", "simulated"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def family() -> list[int]:
+        try:
+            root = psutil.Process(process.pid)
+            return [root.pid, *(child.pid for child in root.children(recursive=True))]
+        except psutil.Error:
+            return []
+
+    with PeakMemory(family) as memory:
+        _, errors = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"the simulation failed:\n{errors[-2000:]}")
+    return step_times(folder / "simulated"), memory.peak
+
+
+def deployed(args: argparse.Namespace, folder: Path, stock: bool) -> tuple[list[float], int]:
+    """Step times and peak memory of the episode on a local deployment."""
+    name = "stock" if stock else "workers"
+    run_dir = folder / name / "run"
+    with LocalFederation(folder / name, stock=stock) as local, PeakMemory(
+            local.leftover_pids) as memory:
+        local.start_superlink(START_TIMEOUT)
+        nodes = [local.start_supernode(i, args.nodes) for i in range(args.nodes)]
+        for node in nodes:
+            node.wait_for_log(CONNECTED, START_TIMEOUT)
+        cli_home = folder / name / "cli"
+        local.connection(cli_home)
+        config = settings(args) | {"run-dir": f"'{run_dir}'"}
+        run = local.start("flwr-run", [
+            flower_executable("flwr"), "run", str(ROOT), "--stream", "--run-config",
+            " ".join(f"{key}={value}" for key, value in config.items())], cli_home)
+        run.wait_for_exit(args.timeout)
+        if not (run_dir / "summary.json").exists():
+            raise SystemExit(f"the {name} deployment did not finish:\n{run.tail(30)}")
+    return step_times(run_dir), memory.peak
+
+
+def describe(name: str, times: list[float], peak: int) -> str:
+    """One line: median and p90 step time, peak memory."""
+    p90 = statistics.quantiles(times, n=10)[-1]
+    return (f"{name:<22} {len(times)} steps: median {statistics.median(times):.3f} s, "
+            f"p90 {p90:.3f} s, peak memory {peak / 1e9:.2f} GB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="mnist-5k")
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-stock", action="store_true",
+                        help="leave out Flower's own processes (about 10 s a step)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds one deployed run may take")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the runs and logs in this new folder (default: "
+                             "a temporary one, removed)")
+    args = parser.parse_args()
+    if args.keep is not None and args.keep.exists():
+        raise SystemExit(f"error: --keep {args.keep} exists; choose a new folder")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"{args.dataset}, {args.nodes} nodes, 1 episode x {args.steps} steps, "
+              f"seed {args.seed}", flush=True)
+        results = {"simulated": simulated(args, folder)}
+        print(describe("simulated", *results["simulated"]), flush=True)
+        results["deployed, workers"] = deployed(args, folder, stock=False)
+        print(describe("deployed, workers", *results["deployed, workers"]), flush=True)
+        if not args.skip_stock:
+            results["deployed, stock Flower"] = deployed(args, folder, stock=True)
+            print(describe("deployed, stock Flower", *results["deployed, stock Flower"]),
+                  flush=True)
+    median = {name: statistics.median(times) for name, (times, _) in results.items()}
+    print(f"deployed/simulated median step = "
+          f"{median['deployed, workers'] / median['simulated']:.2f}")
+    if "deployed, stock Flower" in median:
+        print(f"stock deployed/simulated median step = "
+              f"{median['deployed, stock Flower'] / median['simulated']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""A long-lived ClientApp worker for one SuperNode: TensorFlow is imported once.
+
+Flower 1.42 runs every message in a fresh ``flwr-clientapp`` process, so each
+HL step pays for Python's start-up, the TensorFlow import and the model build
+(about 10 s a step on one machine). This worker does the same work in one
+process that stays: it asks the SuperNode's Runtime API for the next ClientApp
+task, pulls the task's message, ``Context``, run and FAB, runs the ClientApp
+(installed and loaded once per FAB), and pushes the reply and the ``Context``
+back. The SuperNode keeps ``Context.state`` as always, so only module state
+(the imported TensorFlow, a built model, a loaded partition) outlives a
+message.
+
+    flower-supernode ... --isolation process --port 9094     # or python -m deploy.supernode
+    python -m deploy.clientapp_worker --runtime-api-address 127.0.0.1:9094 --insecure
+
+The command is a supervisor: it runs the worker as a child process and starts
+a new one if it dies (a crash, SIGKILL, running out of memory). The task the
+dead worker held gets Flower's "ClientApp crashed" reply once its heartbeat
+lapses (at most 60 s), so the server sends that step elsewhere. A run whose
+FAB differs from the one the worker loaded (changed code) gets a fresh worker
+process, so code that a previous run imported never runs again.
+
+The app's modules come from its FAB, as in ``flwr-clientapp``: the worker
+uses ``hl_flower.prompt_delivery`` only to shorten Flower's waits for message
+parts, then drops every ``hl_flower`` module from ``sys.modules`` before it
+loads an app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from logging import ERROR, INFO
+from pathlib import Path
+
+from flwr.app import Context, Message
+from flwr.app.error import Error
+from flwr.cli.install import install_from_fab
+from flwr.clientapp.client_app import ClientApp, LoadClientAppError
+from flwr.clientapp.utils import get_load_client_app_fn
+from flwr.common.constant import ErrorCode, SubStatus
+from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+from flwr.supercore import log
+from flwr.supercore.app_utils import start_parent_process_monitor
+from flwr.supercore.constant import TaskType
+from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+from flwr.supercore.interceptors import (
+    RuntimeTokenHttpInterceptor,
+    RuntimeVersionHttpInterceptor,
+    SuperExecAuthHttpInterceptor,
+)
+from flwr.supercore.retry import make_simple_http_retry_invoker
+from flwr.supercore.runtime import RuntimeHttpClient
+from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
+
+from deploy.cli import OneLineParser, UsageError, run_main
+
+DEFAULT_ADDRESS = "127.0.0.1:9094"  # flower-supernode's default Runtime API
+POLL_INTERVAL = 0.02  # seconds between "any task?" requests: 50 per second, on this machine
+TOKEN_VARIABLE = "HL_WORKER_TASK_TOKEN"  # a task handed to a fresh worker (new FAB)
+FIRST_RESTART_DELAY, MAX_RESTART_DELAY = 0.5, 30.0  # seconds; doubles while it keeps dying
+STABLE_AFTER = 60.0  # seconds: a worker that lived this long restarts without delay
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach the SuperNode's Runtime API."""
+
+    address: str
+    insecure: bool
+    root_certificates: Path | None = None
+    superexec_auth_secret: bytes | None = None
+
+    def client(self, *interceptors: object) -> RuntimeHttpClient:
+        """A Runtime API client with Flower's retries and ``interceptors``."""
+        certificates = None if self.root_certificates is None else (
+            self.root_certificates.read_bytes())
+        return RuntimeHttpClient.from_server_address(
+            server_address=self.address, insecure=self.insecure,
+            root_certificates=certificates, interceptors=list(interceptors),
+            retry_invoker=make_simple_http_retry_invoker())
+
+    def task_acquirer(self) -> RuntimeHttpClient:
+        """The client that asks for tasks, signed when the SuperNode wants it."""
+        interceptors: list[object] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
+        if self.superexec_auth_secret:
+            interceptors.append(SuperExecAuthHttpInterceptor(
+                master_secret=self.superexec_auth_secret,
+                protected_methods={"/flwr.proto.Runtime/AcquireTask"}))
+        return self.client(*interceptors)
+
+
+class LoadedApp:
+    """The ClientApp of one FAB, installed and imported once per process."""
+
+    def __init__(self) -> None:
+        self.fab_hash: str | None = None
+        self.app: ClientApp | None = None
+        self._load = get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
+
+    def serves(self, fab_hash: str) -> bool:
+        """Whether a task of ``fab_hash`` can run here (nothing loaded, or the same FAB)."""
+        return self.fab_hash is None or self.fab_hash == fab_hash
+
+    def get(self, run: object, fab: object) -> ClientApp:
+        """The app of ``fab``; installs and imports it on first use."""
+        if self.app is None:
+            install_from_fab(fab.content, skip_prompt=True)
+            self.app = self._load(run.fab_id, run.fab_version, fab.hash_str)
+            self.fab_hash = fab.hash_str
+            log(INFO, "worker: loaded %s %s (FAB %s)", run.fab_id, run.fab_version,
+                fab.hash_str[:12])
+        elif fab.hash_str != self.fab_hash:
+            raise LoadClientAppError(f"this worker holds FAB {self.fab_hash}, "
+                                     f"not {fab.hash_str}")
+        return self.app
+
+
+def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
+    """Run one ClientApp task: pull, call, push the reply, the Context and the status.
+
+    A ClientApp that raises gets an error reply (as in ``flwr-clientapp``) and
+    the Context it was given, unchanged.
+    """
+    client = connection.client(RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
+                               RuntimeTokenHttpInterceptor(token))
+    heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+    heartbeat.start()
+    message: Message | None = None
+    context: Context | None = None
+    reply: Message | None = None
+    status, details = SubStatus.FAILED, "ClientApp task failed"
+    try:
+        message, context, run, fab = pull_task_input(client)
+        app = loaded.get(run, fab)
+        reply = app(message=message, context=context)
+        status, details = SubStatus.COMPLETED, ""
+    except Exception as ex:  # pylint: disable=broad-exception-caught
+        log(ERROR, "ClientApp raised an exception", exc_info=ex)
+        code = (ErrorCode.LOAD_CLIENT_APP_EXCEPTION if isinstance(ex, LoadClientAppError)
+                else ErrorCode.CLIENT_APP_RAISED_EXCEPTION)
+        details = f"{type(ex)}:<'{ex}'>"
+        if message is not None:
+            reply = Message(Error(code=code, reason=details), reply_to=message)
+    finally:
+        try:
+            if reply is not None and context is not None:
+                push_message(client, reply, context)
+        finally:
+            push_task_output(client=client, context=context, sub_status=status,
+                             details=details)
+            heartbeat.stop()
+            client.close()
+
+
+def shorten_part_waits() -> None:
+    """Flower's 1 s first wait for a message part becomes 0.01 s (as on the
+    SuperNode); then forget this project's modules, so the app's FAB
+    provides them."""
+    from hl_flower.prompt_delivery import patch_object_pulls
+
+    patch_object_pulls()
+    for name in [name for name in sys.modules if name.split(".")[0] == "hl_flower"]:
+        del sys.modules[name]
+
+
+def serve(connection: Connection, poll_interval: float) -> None:
+    """Take the SuperNode's ClientApp tasks one after another, forever."""
+    shorten_part_waits()
+    acquirer = connection.task_acquirer()
+    loaded = LoadedApp()
+    handed_over = os.environ.pop(TOKEN_VARIABLE, None)
+    if handed_over:
+        run_task(connection, handed_over, loaded)
+    while True:
+        found = acquirer.AcquireTask(AcquireTaskRequest(
+            supported_task_types=[TaskType.CLIENT_APP]))
+        if not (found.HasField("task") and found.token):
+            time.sleep(poll_interval)
+            continue
+        if not loaded.serves(found.task.fab_hash):
+            log(INFO, "worker: a run with other code (FAB %s); starting a fresh worker",
+                found.task.fab_hash[:12])
+            acquirer.close()
+            os.execve(sys.executable, [sys.executable, "-m", __spec__.name, *sys.argv[1:]],
+                      os.environ | {TOKEN_VARIABLE: found.token})
+        run_task(connection, found.token, loaded)
+
+
+def supervise(worker_command: list[str]) -> int:
+    """Run ``worker_command`` and start it again whenever it dies, until SIGTERM/SIGINT."""
+    stopping = False
+    worker: subprocess.Popen | None = None
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    delay = FIRST_RESTART_DELAY
+    while not stopping:
+        started = time.monotonic()
+        worker = subprocess.Popen(worker_command)
+        code = worker.wait()
+        if stopping:
+            break
+        lived = time.monotonic() - started
+        delay = FIRST_RESTART_DELAY if lived > STABLE_AFTER else delay
+        cause = f"signal {-code}" if code < 0 else f"exit code {code}"
+        print(f"worker {worker.pid} died ({cause}) after {lived:.0f} s; "
+              f"starting another in {delay:.1f} s", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + delay
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+        delay = min(delay * 2, MAX_RESTART_DELAY)
+    if worker is not None:
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m deploy.clientapp_worker``."""
+    p = OneLineParser(prog="python -m deploy.clientapp_worker",
+                      description="Run a SuperNode's ClientApp messages in one long-lived "
+                                  "process (start the SuperNode with --isolation process).")
+    p.add_argument("--runtime-api-address", default=DEFAULT_ADDRESS,
+                   help=f"the SuperNode's Runtime API, its --port (default {DEFAULT_ADDRESS})")
+    security = p.add_mutually_exclusive_group(required=True)
+    security.add_argument("--insecure", action="store_true",
+                          help="plain HTTP to the Runtime API (the SuperNode has no "
+                               "--ssl-certfile)")
+    security.add_argument("--root-certificates", type=Path,
+                          help="CA certificate of the Runtime API's TLS certificate")
+    p.add_argument("--superexec-auth-secret-file", type=Path,
+                   help="the file given to the SuperNode's --superexec-auth-secret-file")
+    p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL,
+                   help=f"seconds between asks for a task (default {POLL_INTERVAL}: "
+                        f"{1 / POLL_INTERVAL:.0f} requests per second to the SuperNode)")
+    p.add_argument("--no-supervisor", action="store_true",
+                   help="run the worker itself, without restarts (for a service manager "
+                        "that restarts it)")
+    p.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    return p
+
+
+def connection_of(args: argparse.Namespace) -> Connection:
+    """The Connection the arguments describe; one-line refusal when a file is missing."""
+    for flag, path in (("--root-certificates", args.root_certificates),
+                       ("--superexec-auth-secret-file", args.superexec_auth_secret_file)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path} does not exist")
+    if not 0.001 <= args.poll_interval <= 60:
+        raise UsageError(f"--poll-interval must be between 0.001 and 60 seconds, "
+                         f"got {args.poll_interval}")
+    secret = (args.superexec_auth_secret_file.read_bytes()
+              if args.superexec_auth_secret_file else None)
+    return Connection(args.runtime_api_address, args.insecure, args.root_certificates, secret)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Supervise a worker (default), or be the worker (``--no-supervisor``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    connection = connection_of(args)
+    if not args.no_supervisor:
+        return supervise([sys.executable, "-m", __spec__.name, *argv,
+                          "--no-supervisor", "--parent-pid", str(os.getpid())])
+    if args.parent_pid is not None:
+        start_parent_process_monitor(args.parent_pid)
+    try:
+        serve(connection, args.poll_interval)
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
