@@ -23,6 +23,8 @@ METRICS = "metrics"
 # config: the key Flower's FedProx strategy writes (0 or absent: no term)
 PROXIMAL_MU = "proximal-mu"
 QUERY_IDENTIFY = "query.identify"
+# In an identify reply: the node restores packed array records (hl_flower.packing)
+UNPACKS = "unpacks"
 QUERY_CHOOSE = "query.choose"
 
 # Keys in the node's Context.state

@@ -61,10 +61,12 @@ from .messages import (
     STEP,
     STREAM_EXPLORE,
     STREAM_FIT,
+    UNPACKS,
     step_seed,
 )
 from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
+from .packing import is_packed, packed, unpacked
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
 from .task import compile_classifier, needs_compiling
 
@@ -83,6 +85,8 @@ def train_reply(message: Message, context: Context, trainer: LocalTrainer,
     fit what the node holds (a stale policy it did not send, no context for
     the progress observation).
     """
+    was_packed = is_packed(message.content)
+    message.content = unpacked(message.content)
     config = run_settings(message)
     step = message.content[STEP]
     started = time.perf_counter()
@@ -105,21 +109,23 @@ def train_reply(message: Message, context: Context, trainer: LocalTrainer,
         metrics["policy-version"] = held_policy_version(context)
     metrics["time-observe"] = time.perf_counter() - trained_at
     content = RecordDict({ARRAYS: ArrayRecord(trained), METRICS: metrics})
-    return Message(content, reply_to=message)
+    return Message(packed(content) if was_packed else content, reply_to=message)
 
 
 def identify_reply(message: Message, context: Context, partition_id: int,
                    num_partitions: int) -> Message:
     """Answer the server's ``identify`` query: which partition this node
-    serves and which policy version it holds."""
+    serves, which policy version it holds, and that it takes models packed
+    as one array (:mod:`hl_flower.packing`)."""
     metrics = MetricRecord({"partition-id": partition_id, "num-partitions": num_partitions,
-                            "policy-version": held_policy_version(context)})
+                            "policy-version": held_policy_version(context), UNPACKS: 1})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)
 
 
 def choose_reply(message: Message, context: Context) -> Message:
     """Answer the ``choose`` query (k > 1): the next nodes for the
     observation the server assembled, by this node's copy of the policy."""
+    message.content = unpacked(message.content)
     config = run_settings(message)
     step = message.content[STEP]
     observation = np.asarray(message.content[METRICS]["observation"], np.float32)

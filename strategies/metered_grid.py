@@ -17,7 +17,8 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from hl_flower.messages import ARRAYS, POLICY, payload_bytes
+from hl_flower.messages import ARRAYS, METRICS, POLICY, UNPACKS, payload_bytes
+from hl_flower.packing import packed, unpacked
 
 from .errors import RunInterrupted
 
@@ -63,11 +64,19 @@ def traffic_of(messages: Iterable[Message]) -> Traffic:
 
 
 class MeteredGrid(Grid):
-    """Wraps a Grid and adds up the traffic of everything sent and received."""
+    """Wraps a Grid and adds up the traffic of everything sent and received.
+
+    On a deployment (Flower's ``HttpGrid``) it also sends every model and
+    policy as one array (:mod:`hl_flower.packing`) to the nodes whose
+    identify reply said they unpack, and restores replies that come packed;
+    the traffic it counts is the unpacked content's either way.
+    """
 
     def __init__(self, grid: Grid) -> None:
         self.inner = grid
         self.traffic = Traffic()
+        self.packs = type(grid).__name__ == "HttpGrid"
+        self.unpacking_nodes: set[int] = set()
 
     @staticmethod
     def wrap(grid: Grid) -> MeteredGrid:
@@ -96,11 +105,21 @@ class MeteredGrid(Grid):
         """Send and count ``messages``."""
         messages = list(messages)
         self.traffic += traffic_of(messages)
+        for message in messages:
+            if self.packs and message.metadata.dst_node_id in self.unpacking_nodes:
+                message.content = packed(message.content)
         return self.inner.push_messages(messages)
 
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         """Receive and count replies."""
         replies = list(self.inner.pull_messages(message_ids))
+        for reply in replies:
+            if reply.has_error():
+                continue
+            reply.content = unpacked(reply.content)
+            metrics = reply.content.metric_records.get(METRICS)
+            if metrics is not None and metrics.get(UNPACKS):
+                self.unpacking_nodes.add(reply.metadata.src_node_id)
         self.traffic += traffic_of(replies)
         return replies
 
