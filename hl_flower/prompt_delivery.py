@@ -27,17 +27,19 @@ instead (long polling) and answered as soon as there is something:
   5 ms instead of 0.5 s;
 - a message part not uploaded yet is pulled again after 5 ms, doubling up to
   50 ms (Flower: 1 s, doubling up to 10 s);
-- the ServerApp pulls for a reply every 0.02 s in HL's own loop (Flower's
-  ``send_and_receive``: every 3 s).
+- the ServerApp's pull for replies (HL's own loop; Flower's
+  ``send_and_receive`` pulls every 3 s): the SuperLink holds it the same
+  way, and the ServerApp pulls again at once; from a SuperLink that answers
+  at once (no hold), it pulls every 0.02 s.
 
 A held request occupies one of the server's worker threads (anyio's default
 is 40 per server): beyond about 30 SuperNodes per SuperLink, start the
 SuperLink without the hold (``flower-superlink``).
 
-:func:`patch_superlink_waits` applies the first in the SuperLink's process
-(``python -m deploy.superlink``), :func:`patch_supernode_waits` the next
-three in a SuperNode's (``python -m deploy.supernode``), :func:`tune_grid`
-the last two in the ServerApp's. Every patch checks the installed flwr
+:func:`patch_superlink_waits` applies the holds in the SuperLink's process
+(``python -m deploy.superlink``), :func:`patch_supernode_waits` the
+SuperNode's (``python -m deploy.supernode``), :func:`tune_grid` the
+ServerApp's. Every patch checks the installed flwr
 version and what it replaces; on another Flower it changes nothing and
 Flower's own waits apply.
 """
@@ -123,13 +125,18 @@ def _hold(module: ModuleType, name: str, found: Callable[[Any], bool]) -> bool:
 
 
 def patch_superlink_waits() -> bool:
-    """Hold SuperNodes' pulls for messages open (call before the SuperLink
-    starts); False if Flower differs."""
+    """Hold SuperNodes' pulls for messages, and the ServerApp's for replies,
+    open (call before the SuperLink starts); False if Flower differs."""
     if flwr.__version__ != TESTED_FLWR:
         return False
     from flwr.superlink.servicer.fleet import fleet_handlers
+    from flwr.superlink.servicer.runtime import runtime_handlers
 
-    return _hold(fleet_handlers, "pull_messages", lambda answer: bool(answer.messages_list))
+    def found(answer: Any) -> bool:
+        return bool(answer.messages_list)
+
+    return (_hold(fleet_handlers, "pull_messages", found)
+            and _hold(runtime_handlers, "pull_messages", found))
 
 
 class _ShorterSleeps:

@@ -26,6 +26,7 @@ from .errors import RunInterrupted
 # RunInterrupted, so a run ends within one poll instead of one reply timeout.
 stop_requested = threading.Event()
 MAX_PULL_INTERVAL = 0.1  # seconds between reply pulls where the grid sets none
+HELD = 0.1  # seconds: an empty pull that took this long was held open by the server
 
 
 @dataclass(frozen=True)
@@ -136,12 +137,14 @@ class MeteredGrid(Grid):
         replies: list[Message] = []
         while waiting:
             self._raise_if_stopped()
+            asked = time.monotonic()
             arrived = list(self.pull_messages(waiting))
             replies += arrived
             waiting -= {reply.metadata.reply_to_message_id for reply in arrived}
             if not waiting or (deadline is not None and time.monotonic() >= deadline):
                 break
-            time.sleep(interval)
+            if time.monotonic() - asked < HELD:  # the grid answered at once: wait here
+                time.sleep(interval)
         return replies
 
     @staticmethod
