@@ -34,6 +34,13 @@ DEPLOYMENT = [pytest.mark.slow,  # real SuperLink and SuperNode processes
                                  reason="process groups and signals are POSIX")]
 
 
+def deployment(test: Callable) -> Callable:
+    """Mark one test as DEPLOYMENT does a module (``pytestmark = DEPLOYMENT``)."""
+    for mark in DEPLOYMENT:
+        test = mark(test)
+    return test
+
+
 def start_supernodes(local: LocalFederation, keys: Path | None = None) -> list[LocalProcess]:
     """Start one SuperNode per partition and wait until all are connected."""
     nodes = [local.start_supernode(i, NODES, private_key=keys / f"supernode-{i}"
