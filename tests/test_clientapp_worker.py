@@ -144,13 +144,19 @@ def test_a_run_of_other_code_gets_a_fresh_worker(
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    ([], "one of the arguments --insecure --root-certificates is required"),
-    (["--root-certificates", "{missing}"], "--root-certificates {missing} does not exist"),
-    (["--insecure", "--poll-interval", "0"], "--poll-interval must be between"),
-    (["--insecure", "--superexec-auth-secret-file", "{missing}"],
-     "--superexec-auth-secret-file {missing} does not exist"),
-    (["--insecure", "--root-certificates", "{missing}"], "not allowed with argument"),
-    (["--insecure", "--poll-interval", "often"], "invalid float value"),
+    pytest.param([], "one of the arguments --insecure --root-certificates is required",
+                 id="no-security"),
+    pytest.param(["--root-certificates", "{missing}"],
+                 "--root-certificates {missing} does not exist", id="missing-certificates"),
+    pytest.param(["--insecure", "--poll-interval", "0"], "--poll-interval must be between",
+                 id="poll-interval-0"),
+    pytest.param(["--insecure", "--superexec-auth-secret-file", "{missing}"],
+                 "--superexec-auth-secret-file {missing} does not exist",
+                 id="missing-secret"),
+    pytest.param(["--insecure", "--root-certificates", "{missing}"],
+                 "not allowed with argument", id="insecure-and-certificates"),
+    pytest.param(["--insecure", "--poll-interval", "often"], "invalid float value",
+                 id="poll-interval-word"),
 ])
 def test_command_line_mistakes_are_one_line_and_exit_2(args: list[str], expected: str,
                                                       tmp_path: Path) -> None:
