@@ -159,7 +159,7 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
 
 
 def shorten_part_waits() -> None:
-    """Flower's 1 s first wait for a message part becomes 0.01 s (as on the
+    """Flower's 1 s first wait for a message part becomes 0.005 s (as on the
     SuperNode); then forget this project's modules, so the app's FAB
     provides them."""
     from hl_flower.prompt_delivery import patch_object_pulls

@@ -5,8 +5,9 @@
     python -m deploy.clientapp_worker --runtime-api-address 127.0.0.1:9094 --insecure
 
 Takes every ``flower-supernode`` flag and runs Flower's own SuperNode after
-shortening its waits (``hl_flower.prompt_delivery``: a pull from the SuperLink
-every 0.05 s when idle instead of 3 s, a look for the ClientApp's reply every
+shortening its waits (``hl_flower.prompt_delivery``: the next pull from the
+SuperLink 5 ms after the last instead of 3 s, each held open up to 0.5 s by
+``deploy.superlink``, and a look for the ClientApp's reply every
 5 ms instead of 0.5 s). Without ``--isolation`` it uses ``--isolation
 process``: ClientApp messages then wait for ``deploy.clientapp_worker``
 instead of each starting a new process. On a Flower other than the tested

@@ -86,7 +86,7 @@ def tune_grid(grid: Grid) -> bool:
 
 
 def patch_object_pulls() -> bool:
-    """Wait 0.01 s (doubling up to 1 s) for a message part that is not
+    """Wait 0.005 s (doubling up to 0.05 s) for a message part that is not
     uploaded yet, instead of 1 s (up to 10 s); False if Flower differs."""
     if flwr.__version__ != TESTED_FLWR:
         return False

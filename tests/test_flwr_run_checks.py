@@ -1,14 +1,18 @@
 """``flwr run`` is as safe as ``sim.py``: the ServerApp checks the run config,
 the task, the data and the run folder before it writes anything, and a
-mistake is one line (hl_flower.server_app.checked_run)."""
+mistake is one line (hl_flower.server_app.checked_run), also on a real
+deployment."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from deployment_helpers import START_TIMEOUT, deployment, flwr_run, start_supernodes
 
+from deploy.local import LocalFederation
 from hl_flower.inputs import OneLineInputErrors, RunConfigError
 from hl_flower.server_app import checked_run
 from strategies import NodeFailure
@@ -73,3 +77,21 @@ def test_other_exceptions_keep_their_traceback() -> None:
                                    (type(err), err, err.__traceback__))
     OneLineInputErrors().filter(record)
     assert "Traceback" in logging.Formatter().format(record)
+
+
+@deployment
+def test_a_bad_run_config_on_a_deployment_is_one_line_of_flwr_run(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """``flwr run`` on real SuperNodes served by ClientApp workers: the
+    streamed output names the mistake in one line, without a traceback, and
+    the run folder is not made."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    start_supernodes(local)
+    run = flwr_run(local, tmp_path / "cli", tmp_path / "run", **{"learning-rate": -1})
+    output = run.log()
+    naming = [line for line in output.splitlines() if "learning-rate" in line]
+    assert len(naming) == 1, output
+    assert "--learning-rate must be a positive number, got -1" in naming[0]
+    assert "Traceback" not in output
+    assert not (tmp_path / "run").exists()

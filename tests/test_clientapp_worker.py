@@ -1,0 +1,172 @@
+"""The long-lived ClientApp worker (deploy.clientapp_worker) with real
+SuperLink, SuperNode and worker processes on 127.0.0.1: a worker killed
+mid-task is replaced and its step is routed elsewhere, a run of other code
+gets a fresh worker, and command-line mistakes are one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from deployment_helpers import (
+    ROOT,
+    RUN_TIMEOUT,
+    START_TIMEOUT,
+    check_finished_run,
+    deployment,
+    flwr_run,
+    read_csv,
+    start_flwr_run,
+    start_supernodes,
+    wait_for_rows,
+)
+
+from deploy.local import LocalFederation, LocalProcess
+
+# A task lost with its worker becomes an error reply only when the task's
+# heartbeat lapses at the SuperNode (up to ~60 s): that wait comes on top.
+LOST_TASK_TIMEOUT = RUN_TIMEOUT + 120.0
+LOADED = re.compile(r"worker: loaded (\S+) (\S+) \(FAB ([0-9a-f]{12})\)")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def worker_child(worker: LocalProcess) -> psutil.Process:
+    """The worker process that the supervisor ``worker`` runs (one at a time)."""
+    found: list[psutil.Process] = []
+
+    def one_child() -> bool:
+        found[:] = psutil.Process(worker.pid).children()
+        return len(found) == 1
+
+    wait_until(one_child, 30, f"{worker.name}'s supervisor running one worker")
+    return found[0]
+
+
+def holds_a_task(supernode: LocalProcess) -> bool:
+    """Whether the SuperNode received a message that it has not answered yet
+    (it handles one at a time, so its ClientApp task is open)."""
+    log = supernode.log()
+    return log.rfind("Received successfully") > log.rfind("Sending:")
+
+
+@deployment
+def test_a_worker_killed_mid_task_is_restarted_and_its_step_goes_elsewhere(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """SIGKILL the worker (not its supervisor, not the SuperNode) of the node
+    the holder just chose, while it trains: the supervisor starts another, the
+    SuperNode answers the lost task with an error once its heartbeat lapses,
+    and the run records a failure for that node and finishes every step."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    nodes = start_supernodes(local)
+    run_dir = tmp_path / "run"
+    steps_total = 6
+    # 60 local epochs: a step trains for a second or more, time to kill mid-task.
+    run = start_flwr_run(local, tmp_path / "cli", run_dir, episodes=1, goal=0.99,
+                         **{"max-steps": steps_total, "reply-timeout": 120.0,
+                            "failure-cooldown": 100, "local-epochs": 60})
+    rows = wait_for_rows(run_dir / "steps.csv",
+                         lambda rows: rows[-1]["next_node"] not in ("", rows[-1]["holder"]),
+                         run, RUN_TIMEOUT)
+    victim = int(rows[-1]["next_node"])  # the next step's message goes there
+    killed_after = len(rows)
+    supernode, worker = nodes[victim], local.workers[nodes[victim].name]
+    doomed = worker_child(worker)
+    wait_until(lambda: holds_a_task(supernode), RUN_TIMEOUT, f"{supernode.name} receiving")
+    time.sleep(0.5)  # the worker asks every 0.02 s: it has taken the task and trains
+    doomed.kill()
+    wait_until(lambda: f"worker {doomed.pid} died (signal 9)" in worker.log(), 30,
+               "the supervisor noticing")
+    assert worker.running() and supernode.running()
+    assert worker_child(worker).pid != doomed.pid
+
+    assert run.wait_for_exit(LOST_TASK_TIMEOUT) == 0, run.tail(40)
+    steps = read_csv(run_dir / "steps.csv")
+    assert [int(r["step"]) for r in steps] == list(range(1, steps_total + 1)), run.tail(40)
+    failed = [i for i, r in enumerate(steps) if r["failures"].startswith(f"{victim}:")]
+    assert failed and failed[0] == killed_after, [r["failures"] for r in steps]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped"] is None and summary["failures_by_node"][str(victim)] >= 1
+
+
+def copy_of_the_app(folder: Path) -> Path:
+    """This project without its runs and git history, with one harmless
+    change that gives it another FAB hash (same app name and version)."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(
+        ".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache"))
+    with (folder / "hl_flower" / "client_app.py").open("a") as source:
+        source.write("# a copy with other code, for tests/test_clientapp_worker.py\n")
+    return folder
+
+
+@deployment
+def test_a_run_of_other_code_gets_a_fresh_worker(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """Two runs of different FABs on the same SuperNodes: both finish, and a
+    worker that served both loaded each FAB once, in a fresh process (exec:
+    same pid, so the supervisor saw no death)."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    start_supernodes(local)
+    tiny = {"episodes": 1, "max-steps": 2}
+    cli_home = tmp_path / "cli"
+    first = flwr_run(local, cli_home, tmp_path / "run-1", **tiny)
+    check_finished_run(tmp_path / "run-1", 1, first, local)
+    worker = local.workers["supernode-0"]  # the starter: it trains in every run
+    pid = worker_child(worker).pid
+    second = flwr_run(local, cli_home, tmp_path / "run-2", copy_of_the_app(tmp_path / "app"),
+                      **tiny)
+    check_finished_run(tmp_path / "run-2", 1, second, local)
+
+    log = worker.log()
+    loaded = LOADED.findall(log)
+    assert len(loaded) == 2, log
+    (app_1, version_1, fab_1), (app_2, version_2, fab_2) = loaded
+    assert (app_1, version_1) == (app_2, version_2) and fab_1 != fab_2
+    assert f"a run with other code (FAB {fab_2}); starting a fresh worker" in log
+    assert log.index("starting a fresh worker") < log.rindex("worker: loaded")
+    assert "died" not in log and worker_child(worker).pid == pid
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    pytest.param([], "one of the arguments --insecure --root-certificates is required",
+                 id="no-security"),
+    pytest.param(["--root-certificates", "{missing}"],
+                 "--root-certificates {missing} does not exist", id="missing-certificates"),
+    pytest.param(["--insecure", "--poll-interval", "0"], "--poll-interval must be between",
+                 id="poll-interval-0"),
+    pytest.param(["--insecure", "--superexec-auth-secret-file", "{missing}"],
+                 "--superexec-auth-secret-file {missing} does not exist",
+                 id="missing-secret"),
+    pytest.param(["--insecure", "--root-certificates", "{missing}"],
+                 "not allowed with argument", id="insecure-and-certificates"),
+    pytest.param(["--insecure", "--poll-interval", "often"], "invalid float value",
+                 id="poll-interval-word"),
+])
+def test_command_line_mistakes_are_one_line_and_exit_2(args: list[str], expected: str,
+                                                      tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-file")
+    args = [arg.format(missing=missing) for arg in args]
+    done = subprocess.run([sys.executable, "-m", "deploy.clientapp_worker",
+                           "--runtime-api-address", "127.0.0.1:9", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
+    assert expected.format(missing=missing) in lines[0]
+    assert "Traceback" not in done.stderr and done.stdout == ""

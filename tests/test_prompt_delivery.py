@@ -1,0 +1,129 @@
+"""hl_flower.prompt_delivery's deployment patches: a held request answers as
+soon as there is something, the patches change Flower only on the tested
+version, and applying one twice is applying it once. Every Flower attribute
+a test patches is put back afterwards (the ``flower_as_shipped`` fixture)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+from flwr.supercore.inflatable import inflatable_utils
+from flwr.superlink.servicer.fleet import fleet_handlers
+from flwr.supernode import start_client_internal as supernode_loop
+from flwr.supernode.servicer.runtime import runtime_handlers
+
+from hl_flower import prompt_delivery
+from hl_flower.prompt_delivery import (
+    HOLD,
+    OBJECT_PULL_BACKOFF,
+    TESTED_FLWR,
+    held,
+    patch_object_pulls,
+    patch_superlink_waits,
+    patch_supernode_waits,
+)
+
+PULLS = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
+FLOWER_BACKOFF = {"initial_backoff": 1, "backoff_cap": 10}  # flwr 1.42's own
+
+
+class Handler:
+    """A request handler whose answer is empty until its ``finds_on``-th call."""
+
+    def __init__(self, finds_on: int | None) -> None:
+        self.finds_on = finds_on
+        self.calls: list[tuple[tuple, dict]] = []
+        self.answers: list[list[str]] = []
+
+    def __call__(self, *args: object, **kwargs: object) -> list[str]:
+        self.calls.append((args, kwargs))
+        self.answers.append(["a message"] if len(self.calls) == self.finds_on else [])
+        return self.answers[-1]
+
+
+def test_a_held_request_answers_as_soon_as_something_is_found() -> None:
+    handler = Handler(finds_on=3)
+    started = time.monotonic()
+    answer = held(handler, bool)("request", context="ctx")
+    assert time.monotonic() - started < HOLD
+    assert answer == ["a message"] and len(handler.calls) == 3
+    assert handler.calls == [(("request",), {"context": "ctx"})] * 3
+
+
+def test_a_held_request_gives_up_after_hold_with_the_last_empty_answer() -> None:
+    handler = Handler(finds_on=None)
+    started = time.monotonic()
+    answer = held(handler, bool)("request")
+    assert HOLD <= time.monotonic() - started < HOLD + 5  # generous: a loaded machine
+    assert answer == [] and answer is handler.answers[-1] and len(handler.calls) >= 2
+
+
+@pytest.fixture
+def flower_as_shipped(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    """Flower's handlers, SuperNode loop and part-pull waits as flwr ships
+    them (also when an earlier test in this process patched them), put back
+    as they were after the test."""
+    originals = SimpleNamespace()
+    for module, name in ((fleet_handlers, "pull_messages"),
+                         (runtime_handlers, "acquire_task")):
+        handler = getattr(module, name)
+        original = getattr(handler, "__wrapped__", handler)
+        monkeypatch.setattr(module, name, original)
+        setattr(originals, name, original)
+    monkeypatch.setattr(supernode_loop, "time", time)
+    for pull in PULLS:
+        for key, value in FLOWER_BACKOFF.items():
+            monkeypatch.setitem(pull.__kwdefaults__, key, value)
+    return originals
+
+
+def flower_unchanged(originals: SimpleNamespace) -> bool:
+    return (fleet_handlers.pull_messages is originals.pull_messages
+            and runtime_handlers.acquire_task is originals.acquire_task
+            and supernode_loop.time is time
+            and all({key: pull.__kwdefaults__[key] for key in FLOWER_BACKOFF}
+                    == FLOWER_BACKOFF for pull in PULLS))
+
+
+@pytest.mark.parametrize("patch", [patch_superlink_waits, patch_supernode_waits,
+                                   patch_object_pulls])
+def test_on_another_flower_nothing_is_patched(patch, flower_as_shipped: SimpleNamespace,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prompt_delivery.flwr, "__version__", "1.43.0")
+    assert patch() is False
+    assert flower_unchanged(flower_as_shipped)
+
+
+def test_the_tested_flower_is_the_installed_one() -> None:
+    """Otherwise the tests below test nothing (and the deployment is slow)."""
+    assert prompt_delivery.flwr.__version__ == TESTED_FLWR
+
+
+def test_superlink_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
+    assert patch_superlink_waits() and patch_superlink_waits()
+    assert fleet_handlers.pull_messages.__wrapped__ is flower_as_shipped.pull_messages
+    assert runtime_handlers.acquire_task is flower_as_shipped.acquire_task  # a SuperNode's
+
+
+def test_supernode_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
+    assert patch_supernode_waits() and patch_supernode_waits()
+    assert runtime_handlers.acquire_task.__wrapped__ is flower_as_shipped.acquire_task
+    assert fleet_handlers.pull_messages is flower_as_shipped.pull_messages  # a SuperLink's
+    shorter = supernode_loop.time
+    assert isinstance(shorter, prompt_delivery._ShorterSleeps)
+    assert shorter.shorter == {3: prompt_delivery.SUPERLINK_PULL_INTERVAL,
+                               0.5: prompt_delivery.REPLY_CHECK_INTERVAL}
+    assert shorter.monotonic is time.monotonic  # the rest of `time` as it is
+    for pull in PULLS:
+        assert (pull.__kwdefaults__["initial_backoff"],
+                pull.__kwdefaults__["backoff_cap"]) == OBJECT_PULL_BACKOFF
+
+
+def test_object_pull_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
+    assert patch_object_pulls() and patch_object_pulls()
+    for pull in PULLS:
+        assert (pull.__kwdefaults__["initial_backoff"],
+                pull.__kwdefaults__["backoff_cap"]) == OBJECT_PULL_BACKOFF
+        assert pull.__kwdefaults__["max_tries_per_object"] == 500  # the rest untouched
