@@ -19,8 +19,8 @@ instead (long polling) and answered as soon as there is something:
 
 - a SuperNode's pull of its next message from the SuperLink (Flower: again
   3 s after an empty pull): the SuperLink holds it up to 0.5 s, looking at
-  its own in-memory state every 5 ms; the SuperNode then pulls again at
-  once. About 2 requests per second per idle SuperNode.
+  its own in-memory state every 10 ms; the SuperNode pulls again 5 ms
+  after an answer. About 2 requests per second per idle SuperNode.
 - a worker's request for its next task (``deploy.clientapp_worker``; the
   stock SuperExec asks every 1 s): the SuperNode holds it the same way.
 - a SuperNode looks for its ClientApp's reply (in its own memory) every
@@ -72,8 +72,9 @@ STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter 
 
 
 def tune_grid(grid: Grid) -> bool:
-    """Pull replies every 5 ms on the simulation's in-memory grid, every
-    20 ms on a deployment's grid (with short waits for message parts).
+    """Pull replies every 5 ms on the simulation's in-memory grid; on a
+    deployment's grid, every 20 ms unless the SuperLink holds pulls open
+    (``MeteredGrid``), with short waits for message parts.
     False when the deployment's patch does not fit the installed Flower."""
     inner = getattr(grid, "inner", grid)  # through a MeteredGrid
     if type(inner).__name__ == "InMemoryGrid" and hasattr(inner, "pull_interval"):
