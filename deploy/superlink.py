@@ -4,7 +4,7 @@
 
 Takes every ``flower-superlink`` flag and runs Flower's own SuperLink after
 one change (``hl_flower.prompt_delivery``): a SuperNode's pull for its next
-message is held open up to 0.5 s and answered when a message arrives, so
+message is held open up to 2 s and answered when a message arrives, so
 SuperNodes started with ``python -m deploy.supernode`` get their message
 within ~5 ms while asking about twice a second. On a Flower other than the
 tested version it says so in one line and runs unchanged.

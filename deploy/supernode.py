@@ -6,7 +6,7 @@
 
 Takes every ``flower-supernode`` flag and runs Flower's own SuperNode after
 shortening its waits (``hl_flower.prompt_delivery``: the next pull from the
-SuperLink 5 ms after the last instead of 3 s, each held open up to 0.5 s by
+SuperLink 5 ms after the last instead of 3 s, each held open up to 2 s by
 ``deploy.superlink``, and a look for the ClientApp's reply every
 5 ms instead of 0.5 s). Without ``--isolation`` it uses ``--isolation
 process``: ClientApp messages then wait for ``deploy.clientapp_worker``

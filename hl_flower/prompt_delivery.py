@@ -18,11 +18,13 @@ the SuperLink's CPU. So the two pulls that wait for work are held open
 instead (long polling) and answered as soon as there is something:
 
 - a SuperNode's pull of its next message from the SuperLink (Flower: again
-  3 s after an empty pull): the SuperLink holds it up to 0.5 s, looking at
-  its own in-memory state every 10 ms; the SuperNode pulls again 5 ms
-  after an answer. About 2 requests per second per idle SuperNode.
+  3 s after an empty pull): the SuperLink holds it up to 2 s and answers
+  as soon as a push stores a message (it looks again after every push, and
+  every 0.1 s); the SuperNode pulls again 5 ms after an answer: one
+  request every 2 s from an idle SuperNode.
 - a worker's request for its next task (``deploy.clientapp_worker``; the
-  stock SuperExec asks every 1 s): the SuperNode holds it the same way.
+  stock SuperExec asks every 1 s): the SuperNode holds it the same way,
+  looking again whenever it creates a task.
 - a SuperNode looks for its ClientApp's reply (in its own memory) every
   5 ms instead of 0.5 s;
 - a message part not uploaded yet is pulled again after 5 ms, doubling up to
@@ -65,7 +67,7 @@ DEPLOYED_PULL_INTERVAL = 0.02  # ServerApp's seconds between reply pulls in depl
 SUPERLINK_PULL_INTERVAL = 0.005  # SuperNode's seconds between pulls, each held (Flower: 3)
 REPLY_CHECK_INTERVAL = 0.005  # SuperNode's seconds between looks for a reply (Flower: 0.5)
 OBJECT_PULL_BACKOFF = (0.005, 0.05)  # first and longest wait for a part (Flower: 1, 10)
-HOLD, HOLD_CHECK = 0.5, 0.01  # seconds a pull for work is held open; looks meanwhile
+HOLD, HOLD_CHECK = 2.0, 0.1  # seconds a pull for work is held open; looks at least this often
 STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter "
               f"deployment waits were written for {TESTED_FLWR}, so Flower's own waits "
               "apply (each step takes seconds longer)")
@@ -103,31 +105,83 @@ def patch_object_pulls() -> bool:
     return True
 
 
-def held(handler: Callable[..., Any], found: Callable[[Any], bool]) -> Callable[..., Any]:
-    """``handler`` answering as soon as ``found(answer)``, after HOLD seconds at most."""
+class Changes:
+    """Counts state changes that may end a hold; a held request sleeps on it."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.count = 0
+
+    def notify(self) -> None:
+        """Something was stored: wake every held request to look again."""
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until the count moves past ``seen``, or ``timeout`` seconds."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.count != seen, timeout)
+
+
+def held(handler: Callable[..., Any], found: Callable[[Any], bool],
+         changes: Changes | None = None) -> Callable[..., Any]:
+    """``handler`` answering as soon as ``found(answer)``, after HOLD seconds
+    at most; it looks again whenever ``changes`` is notified, and every
+    HOLD_CHECK seconds in any case."""
+    changes = changes or Changes()
+
     def hold_open(*args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + HOLD
-        while not found(answer := handler(*args, **kwargs)) and time.monotonic() < deadline:
-            time.sleep(HOLD_CHECK)
-        return answer
+        while True:
+            seen = changes.count
+            answer = handler(*args, **kwargs)
+            left = deadline - time.monotonic()
+            if found(answer) or left <= 0:
+                return answer
+            changes.wait(seen, min(left, HOLD_CHECK))
 
     hold_open.__wrapped__ = handler  # type: ignore[attr-defined]
     return hold_open
 
 
-def _hold(module: ModuleType, name: str, found: Callable[[Any], bool]) -> bool:
-    """Replace ``module.name`` by its held version (once); False if it is missing."""
-    handler = getattr(module, name, None)
-    if handler is None:
+def notifying(function: Callable[..., Any], changes: Changes) -> Callable[..., Any]:
+    """``function``, then ``changes.notify()``."""
+    def and_notify(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            changes.notify()
+
+    and_notify.__wrapped__ = function  # type: ignore[attr-defined]
+    return and_notify
+
+
+def _wrap(owner: object, name: str, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]
+          ) -> bool:
+    """Replace ``owner.name`` by ``wrapper(it)`` (once); False if it is missing."""
+    function = getattr(owner, name, None)
+    if function is None:
         return False
-    if not hasattr(handler, "__wrapped__"):
-        setattr(module, name, held(handler, found))
+    if not hasattr(function, "__wrapped__"):
+        setattr(owner, name, wrapper(function))
     return True
+
+
+def _hold(owner: object, name: str, found: Callable[[Any], bool], changes: Changes) -> bool:
+    """Hold ``owner.name`` open until ``found`` (see :func:`held`)."""
+    return _wrap(owner, name, lambda handler: held(handler, found, changes))
+
+
+def _notify(owner: object, name: str, changes: Changes) -> bool:
+    """Let ``owner.name`` wake the held requests when it returns."""
+    return _wrap(owner, name, lambda function: notifying(function, changes))
 
 
 def patch_superlink_waits() -> bool:
     """Hold SuperNodes' pulls for messages, and the ServerApp's for replies,
-    open (call before the SuperLink starts); False if Flower differs."""
+    open until a push stores one (call before the SuperLink starts); False
+    if Flower differs."""
     if flwr.__version__ != TESTED_FLWR:
         return False
     from flwr.superlink.servicer.fleet import fleet_handlers
@@ -136,8 +190,11 @@ def patch_superlink_waits() -> bool:
     def found(answer: Any) -> bool:
         return bool(answer.messages_list)
 
-    return (_hold(fleet_handlers, "pull_messages", found)
-            and _hold(runtime_handlers, "pull_messages", found))
+    changes = Changes()
+    return all([_notify(fleet_handlers, "push_messages", changes),
+                _notify(runtime_handlers, "push_messages", changes),
+                _hold(fleet_handlers, "pull_messages", found, changes),
+                _hold(runtime_handlers, "pull_messages", found, changes)])
 
 
 class _ShorterSleeps:
@@ -163,10 +220,13 @@ def patch_supernode_waits() -> bool:
     if not isinstance(loop.time, (ModuleType, _ShorterSleeps)) or not all(
             f"time.sleep({seconds})" in inspect.getsource(loop) for seconds in waits):
         return False
+    from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
     from flwr.supernode.servicer.runtime import runtime_handlers
 
-    if not patch_object_pulls() or not _hold(runtime_handlers, "acquire_task",
-                                             lambda answer: bool(answer.token)):
+    changes = Changes()
+    if not (patch_object_pulls() and _notify(InMemoryNodeState, "create_task", changes)
+            and _hold(runtime_handlers, "acquire_task", lambda answer: bool(answer.token),
+                      changes)):
         return False
     loop.time = _ShorterSleeps(waits)
     return True

@@ -5,13 +5,16 @@ a test patches is put back afterwards (the ``flower_as_shipped`` fixture)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 from flwr.supercore.inflatable import inflatable_utils
 from flwr.superlink.servicer.fleet import fleet_handlers
+from flwr.superlink.servicer.runtime import runtime_handlers as link_runtime
 from flwr.supernode import start_client_internal as supernode_loop
+from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
 from flwr.supernode.servicer.runtime import runtime_handlers
 
 from hl_flower import prompt_delivery
@@ -19,12 +22,17 @@ from hl_flower.prompt_delivery import (
     HOLD,
     OBJECT_PULL_BACKOFF,
     TESTED_FLWR,
+    Changes,
     held,
     patch_object_pulls,
     patch_superlink_waits,
     patch_supernode_waits,
 )
 
+# What the patches wrap: (owner, attribute)
+WRAPPED = ((fleet_handlers, "pull_messages"), (fleet_handlers, "push_messages"),
+           (link_runtime, "pull_messages"), (link_runtime, "push_messages"),
+           (runtime_handlers, "acquire_task"), (InMemoryNodeState, "create_task"))
 PULLS = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
 FLOWER_BACKOFF = {"initial_backoff": 1, "backoff_cap": 10}  # flwr 1.42's own
 
@@ -60,18 +68,36 @@ def test_a_held_request_gives_up_after_hold_with_the_last_empty_answer() -> None
     assert answer == [] and answer is handler.answers[-1] and len(handler.calls) >= 2
 
 
+def test_a_held_request_looks_again_when_something_is_stored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store (``Changes.notify``) ends the wait at once, not the next
+    periodic look (made 10 s here)."""
+    monkeypatch.setattr(prompt_delivery, "HOLD", 20.0)
+    monkeypatch.setattr(prompt_delivery, "HOLD_CHECK", 10.0)
+    changes, stored = Changes(), threading.Event()
+
+    def store() -> None:
+        time.sleep(0.2)
+        stored.set()
+        changes.notify()
+
+    threading.Thread(target=store).start()
+    started = time.monotonic()
+    answer = held(lambda: ["a message"] if stored.is_set() else [], bool, changes)()
+    assert answer == ["a message"] and time.monotonic() - started < 5  # not 10 s
+
+
 @pytest.fixture
 def flower_as_shipped(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """Flower's handlers, SuperNode loop and part-pull waits as flwr ships
     them (also when an earlier test in this process patched them), put back
     as they were after the test."""
     originals = SimpleNamespace()
-    for module, name in ((fleet_handlers, "pull_messages"),
-                         (runtime_handlers, "acquire_task")):
-        handler = getattr(module, name)
+    for owner, name in WRAPPED:
+        handler = getattr(owner, name)
         original = getattr(handler, "__wrapped__", handler)
-        monkeypatch.setattr(module, name, original)
-        setattr(originals, name, original)
+        monkeypatch.setattr(owner, name, original)
+        setattr(originals, f"{getattr(owner, '__name__', owner)}.{name}", original)
     monkeypatch.setattr(supernode_loop, "time", time)
     for pull in PULLS:
         for key, value in FLOWER_BACKOFF.items():
@@ -79,9 +105,13 @@ def flower_as_shipped(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     return originals
 
 
+def original(originals: SimpleNamespace, owner: object, name: str) -> object:
+    return getattr(originals, f"{getattr(owner, '__name__', owner)}.{name}")
+
+
 def flower_unchanged(originals: SimpleNamespace) -> bool:
-    return (fleet_handlers.pull_messages is originals.pull_messages
-            and runtime_handlers.acquire_task is originals.acquire_task
+    return (all(getattr(owner, name) is original(originals, owner, name)
+                for owner, name in WRAPPED)
             and supernode_loop.time is time
             and all({key: pull.__kwdefaults__[key] for key in FLOWER_BACKOFF}
                     == FLOWER_BACKOFF for pull in PULLS))
@@ -103,14 +133,18 @@ def test_the_tested_flower_is_the_installed_one() -> None:
 
 def test_superlink_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
     assert patch_superlink_waits() and patch_superlink_waits()
-    assert fleet_handlers.pull_messages.__wrapped__ is flower_as_shipped.pull_messages
-    assert runtime_handlers.acquire_task is flower_as_shipped.acquire_task  # a SuperNode's
+    for owner, name in WRAPPED[:4]:
+        assert getattr(owner, name).__wrapped__ is original(flower_as_shipped, owner, name)
+    for owner, name in WRAPPED[4:]:  # a SuperNode's
+        assert getattr(owner, name) is original(flower_as_shipped, owner, name)
 
 
 def test_supernode_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
     assert patch_supernode_waits() and patch_supernode_waits()
-    assert runtime_handlers.acquire_task.__wrapped__ is flower_as_shipped.acquire_task
-    assert fleet_handlers.pull_messages is flower_as_shipped.pull_messages  # a SuperLink's
+    for owner, name in WRAPPED[4:]:
+        assert getattr(owner, name).__wrapped__ is original(flower_as_shipped, owner, name)
+    for owner, name in WRAPPED[:4]:  # a SuperLink's
+        assert getattr(owner, name) is original(flower_as_shipped, owner, name)
     shorter = supernode_loop.time
     assert isinstance(shorter, prompt_delivery._ShorterSleeps)
     assert shorter.shorter == {3: prompt_delivery.SUPERLINK_PULL_INTERVAL,
