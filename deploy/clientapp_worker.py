@@ -14,7 +14,9 @@ message.
     python -m deploy.clientapp_worker --runtime-api-address 127.0.0.1:9094 --insecure
 
 The command is a supervisor: it runs the worker as a child process and starts
-a new one if it dies (a crash, SIGKILL, running out of memory). The task the
+a new one if it dies (a crash, SIGKILL, running out of memory), but not when
+the worker stopped on a mistake it named in one line (exit code 2, such as a
+SuperNode that refuses its auth secret). The task the
 dead worker held gets Flower's "ClientApp crashed" reply once its heartbeat
 lapses (at most 60 s), so the server sends that step elsewhere. A run whose
 FAB differs from the one the worker loaded (changed code) gets a fresh worker
@@ -38,13 +40,17 @@ from dataclasses import dataclass
 from logging import ERROR, INFO
 from pathlib import Path
 
+import httpx
 from flwr.app import Context, Message
 from flwr.app.error import Error
 from flwr.cli.install import install_from_fab
 from flwr.clientapp.client_app import ClientApp, LoadClientAppError
 from flwr.clientapp.utils import get_load_client_app_fn
 from flwr.common.constant import ErrorCode, SubStatus
-from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+from flwr.proto.runtime_pb2 import (  # pylint: disable=E0611
+    AcquireTaskRequest,
+    AcquireTaskResponse,
+)
 from flwr.supercore import log
 from flwr.supercore.app_utils import start_parent_process_monitor
 from flwr.supercore.constant import TaskType
@@ -61,10 +67,11 @@ from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, 
 from deploy.cli import OneLineParser, UsageError, run_main
 
 DEFAULT_ADDRESS = "127.0.0.1:9094"  # flower-supernode's default Runtime API
-POLL_INTERVAL = 0.02  # seconds between "any task?" requests: 50 per second, on this machine
+POLL_INTERVAL = 0.02  # seconds between asks for a task after an empty answer
 TOKEN_VARIABLE = "HL_WORKER_TASK_TOKEN"  # a task handed to a fresh worker (new FAB)
 FIRST_RESTART_DELAY, MAX_RESTART_DELAY = 0.5, 30.0  # seconds; doubles while it keeps dying
 STABLE_AFTER = 60.0  # seconds: a worker that lived this long restarts without delay
+RECONNECT_WAIT = 2.0  # longest wait, in seconds, between asks to a SuperNode that is away
 
 
 @dataclass(frozen=True)
@@ -76,23 +83,26 @@ class Connection:
     root_certificates: Path | None = None
     superexec_auth_secret: bytes | None = None
 
-    def client(self, *interceptors: object) -> RuntimeHttpClient:
-        """A Runtime API client with Flower's retries and ``interceptors``."""
+    def client(self, *interceptors: object, retries: bool = True) -> RuntimeHttpClient:
+        """A Runtime API client with ``interceptors`` and Flower's retries
+        (which end the process on a refusal) unless ``retries`` is False."""
         certificates = None if self.root_certificates is None else (
             self.root_certificates.read_bytes())
         return RuntimeHttpClient.from_server_address(
             server_address=self.address, insecure=self.insecure,
             root_certificates=certificates, interceptors=list(interceptors),
-            retry_invoker=make_simple_http_retry_invoker())
+            retry_invoker=make_simple_http_retry_invoker() if retries else None)
 
     def task_acquirer(self) -> RuntimeHttpClient:
-        """The client that asks for tasks, signed when the SuperNode wants it."""
+        """The client that asks for tasks, signed when the SuperNode wants it;
+        without retries: :func:`next_task` handles a SuperNode that is away
+        or refuses."""
         interceptors: list[object] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
         if self.superexec_auth_secret:
             interceptors.append(SuperExecAuthHttpInterceptor(
                 master_secret=self.superexec_auth_secret,
                 protected_methods={"/flwr.proto.Runtime/AcquireTask"}))
-        return self.client(*interceptors)
+        return self.client(*interceptors, retries=False)
 
 
 class LoadedApp:
@@ -169,6 +179,31 @@ def shorten_part_waits() -> None:
         del sys.modules[name]
 
 
+def next_task(acquirer: RuntimeHttpClient, address: str) -> AcquireTaskResponse:
+    """Ask the SuperNode for a ClientApp task (it may hold the request open
+    until one is there); wait while the SuperNode cannot be reached.
+
+    Raises UsageError when the SuperNode refuses the worker (wrong secret).
+    """
+    away = 0.0
+    while True:
+        try:
+            return acquirer.AcquireTask(AcquireTaskRequest(
+                supported_task_types=[TaskType.CLIENT_APP]))
+        except httpx.HTTPStatusError as err:
+            if err.response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+                raise UsageError(
+                    f"the SuperNode at {address} refused to hand this worker tasks; give "
+                    "the worker the file the SuperNode got as "
+                    "--superexec-auth-secret-file") from None
+            raise
+        except httpx.TransportError:
+            if away == 0.0:
+                log(INFO, "worker: waiting for the SuperNode at %s", address)
+            away = min(2 * away or 0.1, RECONNECT_WAIT)
+            time.sleep(away)
+
+
 def serve(connection: Connection, poll_interval: float) -> None:
     """Take the SuperNode's ClientApp tasks one after another, forever."""
     shorten_part_waits()
@@ -178,8 +213,7 @@ def serve(connection: Connection, poll_interval: float) -> None:
     if handed_over:
         run_task(connection, handed_over, loaded)
     while True:
-        found = acquirer.AcquireTask(AcquireTaskRequest(
-            supported_task_types=[TaskType.CLIENT_APP]))
+        found = next_task(acquirer, connection.address)
         if not (found.HasField("task") and found.token):
             time.sleep(poll_interval)
             continue
@@ -210,7 +244,7 @@ def supervise(worker_command: list[str]) -> int:
         started = time.monotonic()
         worker = subprocess.Popen(worker_command)
         code = worker.wait()
-        if stopping:
+        if stopping or code == 2:  # stopped, or a mistake the worker named in one line
             break
         lived = time.monotonic() - started
         delay = FIRST_RESTART_DELAY if lived > STABLE_AFTER else delay
@@ -226,7 +260,7 @@ def supervise(worker_command: list[str]) -> int:
             worker.wait(10)
         except subprocess.TimeoutExpired:
             worker.kill()
-    return 0
+    return 2 if worker is not None and worker.returncode == 2 else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -245,8 +279,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--superexec-auth-secret-file", type=Path,
                    help="the file given to the SuperNode's --superexec-auth-secret-file")
     p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL,
-                   help=f"seconds between asks for a task (default {POLL_INTERVAL}: "
-                        f"{1 / POLL_INTERVAL:.0f} requests per second to the SuperNode)")
+                   help=f"seconds from an empty answer to the next ask for a task "
+                        f"(default {POLL_INTERVAL}); a SuperNode started with "
+                        "python -m deploy.supernode holds each ask open up to 2 s, "
+                        "Flower's own answers at once")
     p.add_argument("--no-supervisor", action="store_true",
                    help="run the worker itself, without restarts (for a service manager "
                         "that restarts it)")

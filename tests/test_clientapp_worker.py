@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from deployment_helpers import (
+    NODES,
     ROOT,
     RUN_TIMEOUT,
     START_TIMEOUT,
@@ -29,7 +30,15 @@ from deployment_helpers import (
     wait_for_rows,
 )
 
-from deploy.local import LocalFederation, LocalProcess
+from deploy.local import (
+    CONNECTED,
+    PROJECT,
+    LocalFederation,
+    LocalProcess,
+    environment,
+    free_port,
+    supernode_command,
+)
 
 # A task lost with its worker becomes an error reply only when the task's
 # heartbeat lapses at the SuperNode (up to ~60 s): that wait comes on top.
@@ -141,6 +150,67 @@ def test_a_run_of_other_code_gets_a_fresh_worker(
     assert f"a run with other code (FAB {fab_2}); starting a fresh worker" in log
     assert log.index("starting a fresh worker") < log.rindex("worker: loaded")
     assert "died" not in log and worker_child(worker).pid == pid
+
+
+def secured_node(local: LocalFederation, partition: int, certificates: Path,
+                 secret: Path) -> tuple[LocalProcess, int]:
+    """A SuperNode whose Runtime API has TLS (make_certs' server certificate)
+    and hands out tasks only to a worker with ``secret``; and its port."""
+    port = free_port()
+    command = supernode_command(local.address, partition, NODES, port) + [
+        "--ssl-certfile", str(certificates / "server.pem"),
+        "--ssl-keyfile", str(certificates / "server.key"),
+        "--ssl-ca-certfile", str(certificates / "ca.crt"),
+        "--superexec-auth-secret-file", str(secret)]
+    name = f"secured-{partition}"
+    node = LocalProcess(name, command, local.folder / f"{name}.log",
+                        environment(local.folder / f"{name}-home"), PROJECT)
+    local.others.append(node)
+    return node, port
+
+
+def start_worker(local: LocalFederation, name: str, port: int, certificates: Path,
+                 secret: Path) -> LocalProcess:
+    """A worker for the SuperNode on ``port``, over TLS, with ``secret``."""
+    worker = LocalProcess(name, [
+        sys.executable, "-m", "deploy.clientapp_worker", "--runtime-api-address",
+        f"127.0.0.1:{port}", "--root-certificates", str(certificates / "ca.crt"),
+        "--superexec-auth-secret-file", str(secret)],
+        local.folder / f"{name}.log", environment(local.folder / f"{name}-home"), PROJECT)
+    local.others.append(worker)
+    return worker
+
+
+@deployment
+def test_workers_over_tls_with_the_runtime_api_secret(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """SuperNodes whose Runtime API has TLS and a SuperExec auth secret:
+    a worker with another secret stops with one line (exit 2, no restarts);
+    workers with the secret serve a whole run."""
+    certificates = tmp_path / "certificates"
+    made = subprocess.run([sys.executable, "-m", "deploy.make_certs", "--out",
+                           str(certificates)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert made.returncode == 0, made.stderr
+    secret, wrong = tmp_path / "secret", tmp_path / "wrong"
+    secret.write_bytes(b"the SuperNodes' secret")
+    wrong.write_bytes(b"another secret")
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    nodes = [secured_node(local, i, certificates, secret) for i in range(NODES)]
+    for node, _ in nodes:
+        node.wait_for_log(CONNECTED, START_TIMEOUT)
+
+    stranger = start_worker(local, "stranger", nodes[0][1], certificates, wrong)
+    assert stranger.wait_for_exit(60) == 2, stranger.tail()
+    refusal = [line for line in stranger.log().splitlines() if line.startswith("error:")]
+    assert len(refusal) == 1 and "--superexec-auth-secret-file" in refusal[0], stranger.tail()
+    assert "died" not in stranger.log() and "Traceback" not in stranger.log()
+
+    for i, (_, port) in enumerate(nodes):
+        start_worker(local, f"worker-{i}", port, certificates, secret)
+    run = flwr_run(local, tmp_path / "cli", tmp_path / "run", episodes=1)
+    check_finished_run(tmp_path / "run", 1, run, local)
 
 
 @pytest.mark.parametrize(("args", "expected"), [
