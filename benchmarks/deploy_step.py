@@ -2,6 +2,7 @@
 
     python benchmarks/deploy_step.py                 # mnist-5k, 10 nodes, 20 steps
     python benchmarks/deploy_step.py --steps 30 --skip-stock
+    python benchmarks/deploy_step.py --quick --skip-stock   # the whole quick preset
 
 The same settings run (one episode of ``--steps`` steps; the goal, 0.99, is
 out of reach, so every run takes all of them):
@@ -14,6 +15,15 @@ out of reach, so every run takes all of them):
 3. the same with Flower's own processes (``flower-superlink``,
    ``flower-supernode``: a fresh ClientApp process per message), for
    reference.
+
+``--quick`` plays the ``quick`` preset instead (``python sim.py``'s: 12
+episodes, goal 0.8) and also prints each way's wall time: the episodes' (sum
+of ``episodes.csv``'s ``wall_time``) and the whole command's, start-up
+included (for a deployment: from ``flwr run`` to its end, with the SuperLink
+and SuperNodes already up).
+
+Every way must make the same choices: the script says whether the runs'
+``steps.csv`` agree in everything but the timings.
 
 A step's time is the ServerApp's own measure in ``steps.csv`` (``time_step``:
 sending the model, the node's epoch and choice, the reply, the evaluation),
@@ -33,7 +43,9 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -76,24 +88,48 @@ class PeakMemory:
         self._thread.join()
 
 
+QUICK = {"episodes": 12, "epsilon-decay": 0.25, "replay-batch": 32}  # sim.py's quick preset
+
+
+@dataclass
+class Way:
+    """One way's finished run: its folder, peak memory and command time."""
+
+    run_dir: Path
+    peak: int
+    seconds: float
+
+    def rows(self, name: str) -> list[dict[str, str]]:
+        with (self.run_dir / name).open() as handle:
+            return list(csv.DictReader(handle))
+
+    def step_times(self) -> list[float]:
+        return [float(row["time_step"]) for row in self.rows("steps.csv")]
+
+    def episodes_seconds(self) -> float:
+        return sum(float(row["wall_time"]) for row in self.rows("episodes.csv"))
+
+    def choices(self) -> list[dict[str, str]]:
+        """steps.csv without the timings (what must not depend on the way)."""
+        return [{key: value for key, value in row.items() if not key.startswith("time")}
+                for row in self.rows("steps.csv")]
+
+
 def settings(args: argparse.Namespace) -> dict[str, object]:
     """The run's settings, as run-config keys (quoted for ``--run-config``)."""
-    return {"dataset": f"'{args.dataset}'", "num-nodes": args.nodes, "episodes": 1,
-            "max-steps": args.steps, "goal": 0.99, "seed": args.seed}
+    common = {"dataset": f"'{args.dataset}'", "num-nodes": args.nodes, "seed": args.seed}
+    if args.quick:
+        return common | QUICK
+    return common | {"episodes": 1, "max-steps": args.steps, "goal": 0.99}
 
 
-def step_times(run_dir: Path) -> list[float]:
-    """Seconds of every step of a finished run, from its steps.csv."""
-    with (run_dir / "steps.csv").open() as handle:
-        return [float(row["time_step"]) for row in csv.DictReader(handle)]
-
-
-def simulated(args: argparse.Namespace, folder: Path) -> tuple[list[float], int]:
-    """Step times and peak memory of the episode in simulation."""
+def simulated(args: argparse.Namespace, folder: Path) -> Way:
+    """The run in simulation."""
     flags = []
     for key, value in settings(args).items():
         flag = {"num-nodes": "nodes"}.get(key, key)
         flags += [f"--{flag}", str(value).strip("'")]
+    started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "sim.py", *flags, "--out", str(folder),
                                 "--name", "simulated"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -105,15 +141,16 @@ def simulated(args: argparse.Namespace, folder: Path) -> tuple[list[float], int]
         except psutil.Error:
             return []
 
+    started = time.perf_counter()
     with PeakMemory(family) as memory:
         _, errors = process.communicate()
     if process.returncode != 0:
         raise SystemExit(f"the simulation failed:\n{errors[-2000:]}")
-    return step_times(folder / "simulated"), memory.peak
+    return Way(folder / "simulated", memory.peak, time.perf_counter() - started)
 
 
-def deployed(args: argparse.Namespace, folder: Path, stock: bool) -> tuple[list[float], int]:
-    """Step times and peak memory of the episode on a local deployment."""
+def deployed(args: argparse.Namespace, folder: Path, stock: bool) -> Way:
+    """The run on a local deployment."""
     name = "stock" if stock else "workers"
     run_dir = folder / name / "run"
     with LocalFederation(folder / name, stock=stock) as local, PeakMemory(
@@ -125,20 +162,24 @@ def deployed(args: argparse.Namespace, folder: Path, stock: bool) -> tuple[list[
         cli_home = folder / name / "cli"
         local.connection(cli_home)
         config = settings(args) | {"run-dir": f"'{run_dir}'"}
+        started = time.perf_counter()
         run = local.start("flwr-run", [
             flower_executable("flwr"), "run", str(ROOT), "--stream", "--run-config",
             " ".join(f"{key}={value}" for key, value in config.items())], cli_home)
         run.wait_for_exit(args.timeout)
+        seconds = time.perf_counter() - started
         if not (run_dir / "summary.json").exists():
             raise SystemExit(f"the {name} deployment did not finish:\n{run.tail(30)}")
-    return step_times(run_dir), memory.peak
+    return Way(run_dir, memory.peak, seconds)
 
 
-def describe(name: str, times: list[float], peak: int) -> str:
-    """One line: median and p90 step time, peak memory."""
+def describe(name: str, way: Way) -> str:
+    """One line: median and p90 step time, peak memory, wall times."""
+    times = way.step_times()
     p90 = statistics.quantiles(times, n=10)[-1]
     return (f"{name:<22} {len(times)} steps: median {statistics.median(times):.3f} s, "
-            f"p90 {p90:.3f} s, peak memory {peak / 1e9:.2f} GB")
+            f"p90 {p90:.3f} s, peak memory {way.peak / 1e9:.2f} GB; episodes "
+            f"{way.episodes_seconds():.1f} s, command {way.seconds:.1f} s")
 
 
 def main() -> None:
@@ -147,6 +188,9 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="play the quick preset (12 episodes, goal 0.8) instead of one "
+                             "episode of --steps steps")
     parser.add_argument("--skip-stock", action="store_true",
                         help="leave out Flower's own processes (about 10 s a step)")
     parser.add_argument("--timeout", type=float, default=1800.0,
@@ -160,17 +204,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"{args.dataset}, {args.nodes} nodes, 1 episode x {args.steps} steps, "
-              f"seed {args.seed}", flush=True)
-        results = {"simulated": simulated(args, folder)}
-        print(describe("simulated", *results["simulated"]), flush=True)
-        results["deployed, workers"] = deployed(args, folder, stock=False)
-        print(describe("deployed, workers", *results["deployed, workers"]), flush=True)
+        what = ("the quick preset (12 episodes)" if args.quick
+                else f"1 episode x {args.steps} steps")
+        print(f"{args.dataset}, {args.nodes} nodes, {what}, seed {args.seed}", flush=True)
+        ways = {"simulated": simulated(args, folder)}
+        print(describe("simulated", ways["simulated"]), flush=True)
+        ways["deployed, workers"] = deployed(args, folder, stock=False)
+        print(describe("deployed, workers", ways["deployed, workers"]), flush=True)
         if not args.skip_stock:
-            results["deployed, stock Flower"] = deployed(args, folder, stock=True)
-            print(describe("deployed, stock Flower", *results["deployed, stock Flower"]),
+            ways["deployed, stock Flower"] = deployed(args, folder, stock=True)
+            print(describe("deployed, stock Flower", ways["deployed, stock Flower"]),
                   flush=True)
-    median = {name: statistics.median(times) for name, (times, _) in results.items()}
+        same = all(way.choices() == ways["simulated"].choices() for way in ways.values())
+        median = {name: statistics.median(way.step_times()) for name, way in ways.items()}
+    print(f"the runs' steps.csv agree apart from timings: {'yes' if same else 'NO'}")
     print(f"deployed/simulated median step = "
           f"{median['deployed, workers'] / median['simulated']:.2f}")
     if "deployed, stock Flower" in median:
