@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,31 @@ def wait_for_rows(path: Path, accept: Callable[[list[dict[str, str]]], bool],
         assert run.running(), f"the run ended early:\n{run.tail(40)}"
         time.sleep(0.2)
     raise AssertionError(f"{path} did not show the expected rows in {timeout:.0f} s")
+
+
+@dataclass
+class HopUnderWay:
+    """A run on four SuperNodes the moment the holder chose another node."""
+
+    local: LocalFederation
+    nodes: list[LocalProcess]
+    run: LocalProcess
+    run_dir: Path
+    victim: int  # the node the next step's message goes to
+    steps_before: int  # steps.csv rows so far
+
+
+def run_until_a_hop(local: LocalFederation, tmp_path: Path, steps_total: int,
+                    **settings: object) -> HopUnderWay:
+    """Start a SuperLink, four SuperNodes and a one-episode run of
+    ``steps_total`` steps (goal out of reach, a failed node is not retried
+    within the run), and wait until a holder sends the model elsewhere."""
+    local.start_superlink(START_TIMEOUT)
+    nodes = start_supernodes(local)
+    run_dir = tmp_path / "run"
+    run = start_flwr_run(local, tmp_path / "cli", run_dir, episodes=1, goal=0.99,
+                         **{"max-steps": steps_total, "failure-cooldown": 100} | settings)
+    rows = wait_for_rows(run_dir / "steps.csv",
+                         lambda rows: rows[-1]["next_node"] not in ("", rows[-1]["holder"]),
+                         run, RUN_TIMEOUT)
+    return HopUnderWay(local, nodes, run, run_dir, int(rows[-1]["next_node"]), len(rows))

@@ -25,9 +25,8 @@ from deployment_helpers import (
     deployment,
     flwr_run,
     read_csv,
-    start_flwr_run,
+    run_until_a_hop,
     start_supernodes,
-    wait_for_rows,
 )
 
 from deploy.local import (
@@ -80,20 +79,12 @@ def test_a_worker_killed_mid_task_is_restarted_and_its_step_goes_elsewhere(
     the holder just chose, while it trains: the supervisor starts another, the
     SuperNode answers the lost task with an error once its heartbeat lapses,
     and the run records a failure for that node and finishes every step."""
-    local = federation()
-    local.start_superlink(START_TIMEOUT)
-    nodes = start_supernodes(local)
-    run_dir = tmp_path / "run"
     steps_total = 6
     # 60 local epochs: a step trains for a second or more, time to kill mid-task.
-    run = start_flwr_run(local, tmp_path / "cli", run_dir, episodes=1, goal=0.99,
-                         **{"max-steps": steps_total, "reply-timeout": 120.0,
-                            "failure-cooldown": 100, "local-epochs": 60})
-    rows = wait_for_rows(run_dir / "steps.csv",
-                         lambda rows: rows[-1]["next_node"] not in ("", rows[-1]["holder"]),
-                         run, RUN_TIMEOUT)
-    victim = int(rows[-1]["next_node"])  # the next step's message goes there
-    killed_after = len(rows)
+    hop = run_until_a_hop(federation(), tmp_path, steps_total,
+                          **{"reply-timeout": 120.0, "local-epochs": 60})
+    local, nodes, run, run_dir, victim = hop.local, hop.nodes, hop.run, hop.run_dir, hop.victim
+    killed_after = hop.steps_before
     supernode, worker = nodes[victim], local.workers[nodes[victim].name]
     doomed = worker_child(worker)
     wait_until(lambda: holds_a_task(supernode), RUN_TIMEOUT, f"{supernode.name} receiving")

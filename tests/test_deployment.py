@@ -24,9 +24,8 @@ from deployment_helpers import (
     check_finished_run,
     flwr_run,
     read_csv,
-    start_flwr_run,
+    run_until_a_hop,
     start_supernodes,
-    wait_for_rows,
 )
 
 from deploy.local import CONNECTED, LocalFederation, environment, free_ports_in_a_row
@@ -118,20 +117,11 @@ def test_a_supernode_killed_mid_run_is_routed_around(
     needed more than that for the first message to four SuperNodes (each
     started a ClientApp process and imported TensorFlow), so this test once
     ran at 90 s; with the workers 30 s holds."""
-    local = federation()
-    local.start_superlink(START_TIMEOUT)
-    nodes = start_supernodes(local)
-    run_dir = tmp_path / "run"
     steps_total = 6
-    run = start_flwr_run(local, tmp_path / "cli", run_dir, episodes=1, goal=0.99,
-                         **{"max-steps": steps_total, "reply-timeout": 30.0,
-                            "failure-cooldown": 100})
-    rows = wait_for_rows(run_dir / "steps.csv",
-                         lambda rows: rows[-1]["next_node"] not in ("", rows[-1]["holder"]),
-                         run, RUN_TIMEOUT)
-    victim = int(rows[-1]["next_node"])  # the next step's message goes there
-    killed_after = len(rows)
-    local.kill_node(nodes[victim].name)  # the SuperNode and its worker
+    hop = run_until_a_hop(federation(), tmp_path, steps_total, **{"reply-timeout": 30.0})
+    local, run, run_dir, victim = hop.local, hop.run, hop.run_dir, hop.victim
+    killed_after = hop.steps_before
+    local.kill_node(hop.nodes[victim].name)  # the SuperNode and its worker
     run.wait_for_exit(RUN_TIMEOUT)
     steps = read_csv(run_dir / "steps.csv")
     assert [int(r["step"]) for r in steps] == list(range(1, steps_total + 1)), run.tail(40)
