@@ -31,6 +31,7 @@ loads an app.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import subprocess
@@ -168,13 +169,20 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
             client.close()
 
 
-def shorten_part_waits() -> None:
+def prepare_process(verbose: bool) -> None:
     """Flower's 1 s first wait for a message part becomes 0.005 s (as on the
-    SuperNode); then forget this project's modules, so the app's FAB
+    SuperNode); unless ``verbose``, TensorFlow (when installed) is imported
+    now with its start-up banner hidden and its logs quiet, as in
+    ``sim.py``. Then this project's modules are forgotten, so the app's FAB
     provides them."""
     from hl_flower.prompt_delivery import patch_object_pulls
+    from hl_flower.quiet import import_tensorflow_quietly, quiet_environment
 
     patch_object_pulls()
+    if not verbose:
+        quiet_environment()
+        if importlib.util.find_spec("tensorflow") is not None:
+            import_tensorflow_quietly()
     for name in [name for name in sys.modules if name.split(".")[0] == "hl_flower"]:
         del sys.modules[name]
 
@@ -204,9 +212,9 @@ def next_task(acquirer: RuntimeHttpClient, address: str) -> AcquireTaskResponse:
             time.sleep(away)
 
 
-def serve(connection: Connection, poll_interval: float) -> None:
+def serve(connection: Connection, poll_interval: float, verbose: bool = False) -> None:
     """Take the SuperNode's ClientApp tasks one after another, forever."""
-    shorten_part_waits()
+    prepare_process(verbose)
     acquirer = connection.task_acquirer()
     loaded = LoadedApp()
     handed_over = os.environ.pop(TOKEN_VARIABLE, None)
@@ -283,6 +291,8 @@ def parser() -> argparse.ArgumentParser:
                         f"(default {POLL_INTERVAL}); a SuperNode started with "
                         "python -m deploy.supernode holds each ask open up to 2 s, "
                         "Flower's own answers at once")
+    p.add_argument("--verbose", action="store_true",
+                   help="keep TensorFlow's start-up messages and logs")
     p.add_argument("--no-supervisor", action="store_true",
                    help="run the worker itself, without restarts (for a service manager "
                         "that restarts it)")
@@ -315,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.parent_pid is not None:
         start_parent_process_monitor(args.parent_pid)
     try:
-        serve(connection, args.poll_interval)
+        serve(connection, args.poll_interval, args.verbose)
     except KeyboardInterrupt:
         return 0
     return 0
