@@ -200,7 +200,7 @@ def main() -> None:
                              "a temporary one, removed)")
     args = parser.parse_args()
     if args.keep is not None and args.keep.exists():
-        raise SystemExit(f"error: --keep {args.keep} exists; choose a new folder")
+        parser.error(f"--keep {args.keep} exists; choose a new folder")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

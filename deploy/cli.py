@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -28,6 +29,13 @@ def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = N
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def path_with_this_python() -> str:
+    """``PATH`` with this Python's ``bin`` folder first: Flower's processes
+    start others by name (the SuperLink starts ``flower-superexec``), which
+    must be found without an activated virtual environment."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 def flower_executable(name: str) -> str:

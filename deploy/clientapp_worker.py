@@ -34,6 +34,7 @@ import argparse
 import importlib.util
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -187,11 +188,19 @@ def prepare_process(verbose: bool) -> None:
         del sys.modules[name]
 
 
-def next_task(acquirer: RuntimeHttpClient, address: str) -> AcquireTaskResponse:
+TLS_MISMATCH = ("the worker could not talk to the SuperNode's Runtime API at {address} "
+                "({reason}); --insecure or --root-certificates must match the SuperNode: "
+                "--insecure when it has no --ssl-certfile, else the CA that signed that "
+                "certificate")
+
+
+def next_task(acquirer: RuntimeHttpClient, address: str, reached: bool) -> AcquireTaskResponse:
     """Ask the SuperNode for a ClientApp task (it may hold the request open
     until one is there); wait while the SuperNode cannot be reached.
 
-    Raises UsageError when the SuperNode refuses the worker (wrong secret).
+    Raises UsageError when the SuperNode refuses the worker (wrong secret),
+    or TLS does not match (a certificate error; a connection dropped before
+    any answer when the SuperNode was never ``reached``).
     """
     away = 0.0
     while True:
@@ -205,7 +214,11 @@ def next_task(acquirer: RuntimeHttpClient, address: str) -> AcquireTaskResponse:
                     "the worker the file the SuperNode got as "
                     "--superexec-auth-secret-file") from None
             raise
-        except httpx.TransportError:
+        except httpx.TransportError as err:
+            reason = str(err) or type(err).__name__
+            if any(word in reason for word in ("SSL", "certificate", "TLS")) or (
+                    not reached and isinstance(err, httpx.RemoteProtocolError)):
+                raise UsageError(TLS_MISMATCH.format(address=address, reason=reason)) from None
             if away == 0.0:
                 log(INFO, "worker: waiting for the SuperNode at %s", address)
             away = min(2 * away or 0.1, RECONNECT_WAIT)
@@ -220,8 +233,12 @@ def serve(connection: Connection, poll_interval: float, verbose: bool = False) -
     handed_over = os.environ.pop(TOKEN_VARIABLE, None)
     if handed_over:
         run_task(connection, handed_over, loaded)
+    reached = False
     while True:
-        found = next_task(acquirer, connection.address)
+        found = next_task(acquirer, connection.address, reached)
+        if not reached:
+            log(INFO, "worker: serving the SuperNode at %s", connection.address)
+            reached = True
         if not (found.HasField("task") and found.token):
             time.sleep(poll_interval)
             continue
@@ -306,6 +323,13 @@ def connection_of(args: argparse.Namespace) -> Connection:
                        ("--superexec-auth-secret-file", args.superexec_auth_secret_file)):
         if path is not None and not path.is_file():
             raise UsageError(f"{flag} {path} does not exist")
+    if args.root_certificates is not None:
+        try:
+            ssl.create_default_context(cafile=str(args.root_certificates))
+        except (ssl.SSLError, ValueError) as err:
+            raise UsageError(f"--root-certificates {args.root_certificates} is not a PEM "
+                             f"certificate ({err}); give the CA certificate that signed "
+                             "the SuperNode's --ssl-certfile") from None
     if not 0.001 <= args.poll_interval <= 60:
         raise UsageError(f"--poll-interval must be between 0.001 and 60 seconds, "
                          f"got {args.poll_interval}")

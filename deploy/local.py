@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from deploy.cli import flower_executable
+from deploy.cli import flower_executable, path_with_this_python
 
 LOOPBACK = "127.0.0.1"
 TAG_VARIABLE = "HL_FLOWER_LOCAL_TAG"
@@ -68,11 +68,10 @@ def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> in
 
 def environment(flwr_home: Path) -> dict[str, str]:
     """This process's environment, quiet, with its own Flower home folder,
-    and this Python's ``bin`` folder first on ``PATH``: Flower's processes
-    start others by name (the SuperLink starts ``flower-superexec``), which
-    must be found without an activated virtual environment."""
-    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home), "PATH": path}
+    and this Python's ``bin`` folder first on ``PATH``
+    (:func:`deploy.cli.path_with_this_python`)."""
+    return os.environ | QUIET_ENVIRONMENT | {"FLWR_HOME": str(flwr_home),
+                                             "PATH": path_with_this_python()}
 
 
 class LocalProcess:

@@ -15,7 +15,8 @@ message. With ``--keys``
 it authenticates with ``<keys>/supernode-i`` (``python -m
 deploy.supernode_keys``). The script waits until every SuperNode is connected,
 then keeps them running until Ctrl-C, which stops them all. On real devices,
-start one ``flower-supernode`` per device instead (docs/run-on-devices.md).
+start one ``python -m deploy.supernode`` and its worker per device instead
+(docs/run-on-devices.md).
 """
 
 from __future__ import annotations

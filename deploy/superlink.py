@@ -12,10 +12,12 @@ tested version it says so in one line and runs unchanged.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from flwr.superlink.cli import flower_superlink
 
+from deploy.cli import path_with_this_python
 from hl_flower.prompt_delivery import STOCK_NOTE, patch_superlink_waits
 
 
@@ -23,6 +25,7 @@ def main(argv: list[str]) -> None:
     """Run Flower's SuperLink on ``argv`` with held pulls."""
     if not patch_superlink_waits():
         print(STOCK_NOTE, file=sys.stderr, flush=True)
+    os.environ["PATH"] = path_with_this_python()  # it starts flower-superexec by name
     sys.argv = ["flower-superlink", *argv]
     flower_superlink()
 

@@ -369,9 +369,15 @@ class TravellingModel(EpisodeLoop, Strategy):
         messages = [Message(RecordDict({HL_CONFIG: self.run_settings}),
                             dst_node_id=node_id, message_type=QUERY_IDENTIFY)
                     for node_id in node_ids]
-        for reply in grid.send_and_receive(messages, timeout=self.reply_timeout):
-            node_id = reply.metadata.src_node_id
-            claim = self._claimed_partition(reply)
+        replies = list(grid.send_and_receive(messages, timeout=self.reply_timeout))
+        # An error reply made by the SuperLink (node gone) comes from the
+        # SuperLink's own node id: name the node it was sent to.
+        sent_to = {m.metadata.message_id: m.metadata.dst_node_id for m in messages
+                   if m.metadata.message_id}
+        for reply in replies:
+            node_id = sent_to.get(reply.metadata.reply_to_message_id,
+                                  reply.metadata.src_node_id)
+            claim = self._claimed_partition(reply, node_id)
             if isinstance(claim, str):
                 if strict and "serves partition" in claim:
                     raise NodeFailure(claim)
@@ -394,10 +400,9 @@ class TravellingModel(EpisodeLoop, Strategy):
             self.down_until.pop(partition, None)
             self.node_policy_versions[node_id] = version
 
-    def _claimed_partition(self, reply: Message) -> tuple[int, int] | str:
-        """(partition, policy version) an identify reply claims, or why the
-        node cannot be used."""
-        node_id = reply.metadata.src_node_id
+    def _claimed_partition(self, reply: Message, node_id: int) -> tuple[int, int] | str:
+        """(partition, policy version) node ``node_id``'s identify reply
+        claims, or why the node cannot be used."""
         if reply.has_error():
             return f"node {node_id} cannot serve: {raised_message(reply.error.reason)}"
         try:

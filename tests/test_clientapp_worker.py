@@ -175,9 +175,9 @@ def start_worker(local: LocalFederation, name: str, port: int, certificates: Pat
 @deployment
 def test_workers_over_tls_with_the_runtime_api_secret(
         federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
-    """SuperNodes whose Runtime API has TLS and a SuperExec auth secret:
-    a worker with another secret stops with one line (exit 2, no restarts);
-    workers with the secret serve a whole run."""
+    """SuperNodes whose Runtime API has TLS and a SuperExec auth secret: a
+    worker without TLS, and one with another secret, stop with one line
+    (exit 2, no restarts); workers with the secret serve a whole run."""
     certificates = tmp_path / "certificates"
     made = subprocess.run([sys.executable, "-m", "deploy.make_certs", "--out",
                            str(certificates)], cwd=ROOT, capture_output=True, text=True,
@@ -191,6 +191,14 @@ def test_workers_over_tls_with_the_runtime_api_secret(
     nodes = [secured_node(local, i, certificates, secret) for i in range(NODES)]
     for node, _ in nodes:
         node.wait_for_log(CONNECTED, START_TIMEOUT)
+
+    plain = LocalProcess("plain", [
+        sys.executable, "-m", "deploy.clientapp_worker", "--runtime-api-address",
+        f"127.0.0.1:{nodes[0][1]}", "--insecure"], local.folder / "plain.log",
+        environment(local.folder / "plain-home"), PROJECT)
+    local.others.append(plain)
+    assert plain.wait_for_exit(60) == 2, plain.tail()  # plain HTTP to a TLS Runtime API
+    assert "--insecure or --root-certificates must match" in plain.log(), plain.tail()
 
     stranger = start_worker(local, "stranger", nodes[0][1], certificates, wrong)
     assert stranger.wait_for_exit(60) == 2, stranger.tail()
@@ -218,6 +226,9 @@ def test_workers_over_tls_with_the_runtime_api_secret(
                  "not allowed with argument", id="insecure-and-certificates"),
     pytest.param(["--insecure", "--poll-interval", "often"], "invalid float value",
                  id="poll-interval-word"),
+    pytest.param(["--root-certificates", "pyproject.toml"],
+                 "--root-certificates pyproject.toml is not a PEM certificate",
+                 id="not-a-certificate"),
 ])
 def test_command_line_mistakes_are_one_line_and_exit_2(args: list[str], expected: str,
                                                       tmp_path: Path) -> None:

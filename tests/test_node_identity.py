@@ -119,3 +119,28 @@ def test_nodes_that_serve_no_missing_partition_name_why() -> None:
 def test_a_node_of_another_federation_stops_the_start() -> None:
     with pytest.raises(NodeFailure, match="serves partition 0 of 5, but the run has 3"):
         rule().discover_nodes(IdentityGrid({11: (0, 5)}), wait=0.5)
+
+
+class SuperLinkAnswersGrid(IdentityGrid):
+    """As a deployment's grid: messages get ids when pushed, and the
+    SuperLink itself (node id 1) answers for a node that is gone."""
+
+    def send_and_receive(self, messages, timeout=None) -> list[Message]:
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = message.object_id
+        replies = super().send_and_receive(messages, timeout)
+        for reply in replies:
+            if reply.has_error():
+                reply.metadata.__dict__["_src_node_id"] = 1
+        return replies
+
+
+def test_a_node_the_superlink_answers_for_is_named_by_its_own_id(
+        caplog: pytest.LogCaptureFixture) -> None:
+    grid = SuperLinkAnswersGrid({11: (0, 3), 12: (1, 3), 13: (2, 3), 15: None})
+    strategy = rule()
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        strategy.discover_nodes(grid, wait=1.0)
+    warnings = [r.getMessage() for r in caplog.records if "cannot serve" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("node 15 cannot serve"), warnings
+    assert 15 in strategy.ignored_nodes and 1 not in strategy.ignored_nodes
