@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
@@ -20,6 +21,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+def check_arguments(module: str, make_parser: str, argv: list[str], command: str) -> None:
+    """Parse ``argv`` with a Flower command's own parser (``module.make_parser``;
+    skipped when the installed Flower has none) so that a mistake is one line
+    on stderr and exit code 2, before the command starts."""
+    maker = getattr(importlib.import_module(module), make_parser, None)
+    if maker is None:
+        return
+    parser = maker()
+    parser.prog = command
+
+    def one_line(message: str) -> None:
+        print(f"error: {message} (see {command} --help)", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = one_line  # type: ignore[method-assign]
+    parser.parse_args(argv)
 
 
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:

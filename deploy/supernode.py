@@ -20,6 +20,7 @@ import sys
 
 from flwr.supernode.cli import flower_supernode
 
+from deploy.cli import check_arguments
 from hl_flower.prompt_delivery import STOCK_NOTE, patch_supernode_waits
 
 
@@ -29,6 +30,8 @@ def main(argv: list[str]) -> None:
         print(STOCK_NOTE, file=sys.stderr, flush=True)
     if not any(arg == "--isolation" or arg.startswith("--isolation=") for arg in argv):
         argv = [*argv, "--isolation", "process"]
+    check_arguments("flwr.supernode.cli.flower_supernode", "_parse_args_run_supernode", argv,
+                    "python -m deploy.supernode")
     sys.argv = ["flower-supernode", *argv]
     flower_supernode()
 

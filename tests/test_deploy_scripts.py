@@ -6,6 +6,7 @@ No Flower process is started here (tests/test_deployment.py does that).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -79,13 +80,20 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
      "does not exist"),
     ("start_supernodes", ["--nodes", "0", "--insecure"], "--nodes"),
     ("start_supernodes", ["--nodes", "two", "--insecure"], "invalid int"),
+    ("start_supernodes", ["--nodes", "2", "--insecure", "--first-port", "{busy}"],
+     "is in use"),
+    ("supernode", ["--port", "notaport"], "argument --port"),
+    ("superlink", ["--badflag"], "unrecognized arguments: --badflag"),
 ])
 def test_mistakes_are_one_line_and_exit_2(name: str, args: list[str], expected: str,
                                           tmp_path: Path) -> None:
     (tmp_path / "file").write_text("a file, not a folder")
-    args = [a.format(file=tmp_path / "file") for a in args]
-    out = ["--out", str(tmp_path)] if name == "make_certs" and "--out" not in args else []
-    done = script(name, *args, *out)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        args = [a.format(file=tmp_path / "file", busy=busy.getsockname()[1]) for a in args]
+        out = ["--out", str(tmp_path)] if name == "make_certs" and "--out" not in args else []
+        done = script(name, *args, *out)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
