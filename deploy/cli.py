@@ -41,6 +41,20 @@ def check_arguments(module: str, make_parser: str, argv: list[str], command: str
     parser.parse_args(argv)
 
 
+def run_flower_command(entry: Callable[[], None], argv: list[str], command: str,
+                       note: str | None = None) -> None:
+    """Run Flower's command ``entry`` (``flower_superlink``, ``flower_supernode``)
+    on ``argv`` as ``command``: its flags checked first by its own parser
+    (a mistake is one line, exit 2), then ``note`` on stderr, if any."""
+    flower_name = entry.__name__  # flower_superlink: flower-superlink's entry point
+    check_arguments(entry.__module__, f"_parse_args_run_{flower_name.removeprefix('flower_')}",
+                    argv, command)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    sys.argv = [flower_name.replace("_", "-"), *argv]
+    entry()
+
+
 def run_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run ``main``; a :class:`UsageError` becomes one line and exit code 2."""
     try:

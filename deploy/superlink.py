@@ -17,19 +17,15 @@ import sys
 
 from flwr.superlink.cli import flower_superlink
 
-from deploy.cli import check_arguments, path_with_this_python
+from deploy.cli import path_with_this_python, run_flower_command
 from hl_flower.prompt_delivery import STOCK_NOTE, patch_superlink_waits
 
 
 def main(argv: list[str]) -> None:
     """Run Flower's SuperLink on ``argv`` with held pulls."""
-    if not patch_superlink_waits():
-        print(STOCK_NOTE, file=sys.stderr, flush=True)
     os.environ["PATH"] = path_with_this_python()  # it starts flower-superexec by name
-    check_arguments("flwr.superlink.cli.flower_superlink", "_parse_args_run_superlink", argv,
-                    "python -m deploy.superlink")
-    sys.argv = ["flower-superlink", *argv]
-    flower_superlink()
+    run_flower_command(flower_superlink, argv, "python -m deploy.superlink",
+                       None if patch_superlink_waits() else STOCK_NOTE)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,16 @@ import sys
 
 from flwr.supernode.cli import flower_supernode
 
-from deploy.cli import check_arguments
+from deploy.cli import run_flower_command
 from hl_flower.prompt_delivery import STOCK_NOTE, patch_supernode_waits
 
 
 def main(argv: list[str]) -> None:
     """Run Flower's SuperNode on ``argv`` with short waits."""
-    if not patch_supernode_waits():
-        print(STOCK_NOTE, file=sys.stderr, flush=True)
     if not any(arg == "--isolation" or arg.startswith("--isolation=") for arg in argv):
         argv = [*argv, "--isolation", "process"]
-    check_arguments("flwr.supernode.cli.flower_supernode", "_parse_args_run_supernode", argv,
-                    "python -m deploy.supernode")
-    sys.argv = ["flower-supernode", *argv]
-    flower_supernode()
+    run_flower_command(flower_supernode, argv, "python -m deploy.supernode",
+                       None if patch_supernode_waits() else STOCK_NOTE)
 
 
 if __name__ == "__main__":
