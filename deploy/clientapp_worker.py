@@ -82,17 +82,15 @@ class Connection:
 
     address: str
     insecure: bool
-    root_certificates: Path | None = None
+    root_certificates: bytes | None = None  # the CA's PEM, read once
     superexec_auth_secret: bytes | None = None
 
     def client(self, *interceptors: object, retries: bool = True) -> RuntimeHttpClient:
         """A Runtime API client with ``interceptors`` and Flower's retries
         (which end the process on a refusal) unless ``retries`` is False."""
-        certificates = None if self.root_certificates is None else (
-            self.root_certificates.read_bytes())
         return RuntimeHttpClient.from_server_address(
             server_address=self.address, insecure=self.insecure,
-            root_certificates=certificates, interceptors=list(interceptors),
+            root_certificates=self.root_certificates, interceptors=list(interceptors),
             retry_invoker=make_simple_http_retry_invoker() if retries else None)
 
     def task_acquirer(self) -> RuntimeHttpClient:
@@ -335,7 +333,8 @@ def connection_of(args: argparse.Namespace) -> Connection:
                          f"got {args.poll_interval}")
     secret = (args.superexec_auth_secret_file.read_bytes()
               if args.superexec_auth_secret_file else None)
-    return Connection(args.runtime_api_address, args.insecure, args.root_certificates, secret)
+    certificates = args.root_certificates.read_bytes() if args.root_certificates else None
+    return Connection(args.runtime_api_address, args.insecure, certificates, secret)
 
 
 def main(argv: list[str] | None = None) -> int:

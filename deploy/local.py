@@ -50,19 +50,24 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(probe.getsockname()[1])
 
 
+def busy_port(first: int, count: int, host: str = LOOPBACK) -> int | None:
+    """The first of ports ``first`` .. ``first + count - 1`` that cannot be
+    bound now (someone listens there), or None when all are free."""
+    for port in range(first, first + count):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                return port
+    return None
+
+
 def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> int:
     """First of ``count`` consecutive free ports (for ``start_supernodes --first-port``)."""
     for _ in range(tries):
         first = free_port(host)
-        if first + count > 65535:
-            continue
-        try:
-            for port in range(first, first + count):
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                    probe.bind((host, port))
-        except OSError:
-            continue
-        return first
+        if first + count <= 65535 and busy_port(first, count, host) is None:
+            return first
     raise ProcessError(f"found no {count} free ports in a row")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -32,10 +31,10 @@ from pathlib import Path
 from deploy.cli import OneLineParser, UsageError, run_main
 from deploy.local import (
     CONNECTED,
-    LOOPBACK,
     PROJECT,
     LocalProcess,
     ProcessError,
+    busy_port,
     environment,
     supernode_command,
     worker_command,
@@ -54,13 +53,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     if not 1024 <= args.first_port <= 65535 - args.nodes:
         raise UsageError(f"--first-port must leave room for {args.nodes} ports "
                          f"in 1024..65535, got {args.first_port}")
-    for port in range(args.first_port, args.first_port + args.nodes):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                raise UsageError(f"port {port} is in use; SuperNode i listens on --first-port "
-                                 f"+ i, so choose another --first-port") from None
+    if (port := busy_port(args.first_port, args.nodes)) is not None:
+        raise UsageError(f"port {port} is in use; SuperNode i listens on --first-port + i, "
+                         "so choose another --first-port")
     if args.root_certificates and not args.root_certificates.is_file():
         raise UsageError(f"--root-certificates {args.root_certificates} does not exist; "
                          "make it with python -m deploy.make_certs")

@@ -73,6 +73,12 @@ STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter 
               "apply (each step takes seconds longer)")
 
 
+def is_deployment(grid: Grid) -> bool:
+    """Whether ``grid`` (or the grid a ``MeteredGrid`` wraps) is Flower's
+    Deployment Engine grid."""
+    return type(getattr(grid, "inner", grid)).__name__ == "HttpGrid"
+
+
 def tune_grid(grid: Grid) -> bool:
     """Pull replies every 5 ms on the simulation's in-memory grid; on a
     deployment's grid, every 20 ms unless the SuperLink holds pulls open
@@ -82,10 +88,10 @@ def tune_grid(grid: Grid) -> bool:
     if type(inner).__name__ == "InMemoryGrid" and hasattr(inner, "pull_interval"):
         inner.pull_interval = PULL_INTERVAL
         return True
-    if type(inner).__name__ == "HttpGrid" and patch_object_pulls():
+    if is_deployment(inner) and patch_object_pulls():
         inner.pull_interval = DEPLOYED_PULL_INTERVAL  # read by MeteredGrid's loop
         return True
-    return type(inner).__name__ != "HttpGrid"
+    return not is_deployment(inner)
 
 
 def patch_object_pulls() -> bool:

@@ -19,6 +19,7 @@ from flwr.supercore.run import Run
 
 from hl_flower.messages import ARRAYS, METRICS, POLICY, UNPACKS, payload_bytes
 from hl_flower.packing import packed, unpacked
+from hl_flower.prompt_delivery import is_deployment
 
 from .errors import RunInterrupted
 
@@ -76,7 +77,7 @@ class MeteredGrid(Grid):
     def __init__(self, grid: Grid) -> None:
         self.inner = grid
         self.traffic = Traffic()
-        self.packs = type(grid).__name__ == "HttpGrid"
+        self.packs = is_deployment(grid)
         self.unpacking_nodes: set[int] = set()
 
     @staticmethod
