@@ -41,6 +41,7 @@ from hl_flower.methods import (  # noqa: E402
     HL_GREEDY,
     METHODS,
     check_methods,
+    default_methods,
 )
 from hl_flower.settings_help import SETTING_HELP  # noqa: E402
 
@@ -120,9 +121,10 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                        help="evaluation seeds, counted on from the training seed "
                             "(default: 5)")
     if command == "compare":
-        group.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+        group.add_argument("--methods", default="",
                            help=f"comma-separated subset of {','.join(METHODS)} "
-                                f"(default: {','.join(DEFAULT_METHODS)}); the Flower "
+                                f"(default: {','.join(DEFAULT_METHODS)}, BestNode only "
+                                "when --starter names several nodes); the Flower "
                                 "strategies' own settings are flags below")
 
 
@@ -185,7 +187,8 @@ def resume_point(args: argparse.Namespace, config: HLConfig) -> int:
     return done
 
 
-def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
+def check_compare_args(args: argparse.Namespace, command: str, config: HLConfig
+                       ) -> list[str]:
     """The methods to run; ConfigError on a bad count or name."""
     if command == "train":
         return []
@@ -196,6 +199,8 @@ def check_compare_args(args: argparse.Namespace, command: str) -> list[str]:
                           "folder that holds policy.weights.h5")
     if command == "eval":
         return [HL_GREEDY]
+    if not args.methods:
+        return list(default_methods(len(config.starter_nodes) > 1))
     return check_methods([m.strip() for m in args.methods.split(",") if m.strip()])
 
 
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(args)
-        methods = check_compare_args(args, command)
+        methods = check_compare_args(args, command, config)
         check_inputs(config, args.verbose)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
         args.loaded_client_app = load_client_app(args.client_app, args.verbose)

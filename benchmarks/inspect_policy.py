@@ -75,12 +75,12 @@ def main() -> int:
     weights = agent.get_weights()
     nodes, components = config.num_nodes, config.pca_components
 
-    received, trained = one_update(config, config.starter)
-    real = reference_observation(received, {config.starter: trained}, nodes, components)
+    received, trained = one_update(config, config.starter_nodes[0])
+    real = reference_observation(received, {config.starter_nodes[0]: trained}, nodes, components)
     size = float(np.linalg.norm(trained.astype(np.float64) - received))
-    sign = float(np.sign(real[config.starter * components]))
-    gap = np.abs(real - closed_form(config.starter, size, sign, nodes, components)).max()
-    print(f"real first update at node {config.starter}: ||update|| = {size:.3f}, "
+    sign = float(np.sign(real[config.starter_nodes[0] * components]))
+    gap = np.abs(real - closed_form(config.starter_nodes[0], size, sign, nodes, components)).max()
+    print(f"real first update at node {config.starter_nodes[0]}: ||update|| = {size:.3f}, "
           f"sign {sign:+.0f}; closed form differs by {gap:.2e}")
 
     first = q_values(weights, real[None, :])[0]

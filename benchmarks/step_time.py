@@ -74,7 +74,7 @@ def timed_steps(strategy, grid: Grid, config, episodes: int) -> list[StepResult]
 
 def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[float]:
     """The same work as an HL step, in this process, without Flower."""
-    trainer = node_trainer(config, node_partition(config, config.starter))
+    trainer = node_trainer(config, node_partition(config, config.starter_nodes[0]))
     evaluate = TestSetEvaluator(config)
     new_model = model_factory(config)
     rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ def bare_hl_steps(config, agent: DQNAgent, episodes: int, steps: int) -> list[fl
     times = []
     for episode in range(episodes):
         weights = new_model(episode).to_numpy_ndarrays()
-        holder = config.starter
+        holder = config.starter_nodes[0]
         for _ in range(steps):
             started = time.perf_counter()
             data = node_partition(config, holder)

@@ -5,8 +5,9 @@ the last episode's policy is not always the best one trained (see
 docs/results.md). With ``--validate-every E`` the server stops training every
 E episodes (and after the last one) and plays the greedy policy (epsilon 0,
 nothing stored or learned) on ``--validation-seeds`` fixed seeds, 301, 302,
-...: apart from the training seed and from the evaluation seeds that
-``sim.py compare`` and ``eval`` use unless told otherwise. Each validation is
+... (``--validation-first-seed`` moves them): apart from the training seed and
+from the evaluation seeds that ``sim.py compare`` and ``eval`` use unless told
+otherwise. Each validation is
 a row of ``<run>/validation.csv``; the best policy so far (fewest mean steps
 to the goal, then highest mean final accuracy, then lowest communication
 cost) is kept in ``<run>/best/``, a policy folder ``sim.py eval --policy``
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
     from .dqn import DQNAgent
 
-VALIDATION_SEED_BASE = 300
 BEST_FOLDER = "best"
 VALIDATION_FILE = "validation.json"  # inside best/: the validation that chose it
 VALIDATION_CSV = "validation.csv"
@@ -73,7 +73,8 @@ COLUMNS = [field.name for field in dataclasses.fields(Validation)] + ["best"]
 
 def validation_seeds(config: HLConfig) -> list[int]:
     """The fixed seeds validation episodes run on."""
-    return [VALIDATION_SEED_BASE + 1 + i for i in range(config.validation_seeds)]
+    first = config.validation_first_seed
+    return list(range(first, first + config.validation_seeds))
 
 
 def validation_due(config: HLConfig, episodes_done: int) -> bool:

@@ -53,6 +53,7 @@ class MethodRun:
     model_transfers: int
     wall_time: float
     path: str
+    starter: int | None = None  # node of step 1 (None: Flower's strategies)
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def method_run(method: str, seed: int, episode: EpisodeResult) -> MethodRun:
     return MethodRun(method, seed, episode.steps, episode.reached_goal,
                      episode.accuracy, episode.communication_cost, episode.bytes_sent,
                      episode.model_transfers, episode.wall_time,
-                     " ".join(map(str, episode.path)))
+                     " ".join(map(str, episode.path)), episode.starter)
 
 
 def describe_run(run: MethodRun) -> str:

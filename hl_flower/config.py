@@ -44,7 +44,7 @@ class HLConfig:
     goal: float = 0.80  # test accuracy that ends the episode
     max_steps: int = 36  # reference: ends once the step counter exceeds 35
     episodes: int = 120
-    starter: int = 0  # node that trains at step 1
+    starter: str = "0"  # node that trains at step 1: an id, random or a list (0,3,7)
     k: int = 1  # nodes per step; k > 1 averages the top-k nodes' models
     reward_base: float = 32.0  # r = reward_base^(acc - goal) - hop - 1
     reward: str = "reference"  # reference (above) | gain: w * (acc - previous acc) - hop - 1
@@ -74,6 +74,9 @@ class HLConfig:
     # --- validation during training (keeps the best greedy policy) ---
     validate_every: int = 0  # episodes between greedy validations; 0 = never
     validation_seeds: int = 2  # validation episodes, on seeds 301, 302, ...
+    validation_first_seed: int = 301  # seed of the first validation episode
+    # --- the BestNode baseline (an oracle: j picked on training seeds) ---
+    best_node: int = 0  # node j the model moves to after step 1 and stays at
     # --- Flower's strategies as compare baselines (defaults: Flower 1.42's) ---
     fedavg_fraction: float = 1.0  # fraction_train: share of the nodes sampled per round
     proximal_mu: float = 0.0  # FedProx: mu of the nodes' (mu/2)||w - w_received||^2
@@ -115,9 +118,11 @@ class HLConfig:
                               f"{self.num_nodes}; use --k {self.num_nodes} or less")
         if not 0.0 < self.goal <= 1.0 or math.isnan(self.goal):
             raise ConfigError(f"--goal must be in (0, 1], got {self.goal}")
-        if not 0 <= self.starter < self.num_nodes:
-            raise ConfigError(f"--starter {self.starter} is not a node; "
-                              f"use 0..{self.num_nodes - 1}")
+        self.starter_nodes  # noqa: B018  (raises ConfigError for a bad --starter)
+        if not 0 <= self.best_node < self.num_nodes:
+            raise ConfigError(f"--best-node {self.best_node} is not a node; use "
+                              f"0..{self.num_nodes - 1} (benchmarks/standalone_nodes.py "
+                              "prints the best one)")
         parse_partition(self.partition)
         for name in ("learning_rate", "dqn_learning_rate", "reply_timeout",
                      "reward_base", "gain_weight", "node_policy_budget_mb"):
@@ -134,7 +139,7 @@ class HLConfig:
         if not 0.0 <= self.discount <= 1.0:
             raise ConfigError(f"--discount must be in [0, 1], got {self.discount}")
         # numpy's legacy seeding (Keras, the matrix) refuses more; one range for all
-        for name in ("seed", "distance_seed", "partition_seed"):
+        for name in ("seed", "distance_seed", "partition_seed", "validation_first_seed"):
             if not 0 <= getattr(self, name) <= MAX_SEED:
                 raise ConfigError(f"--{_flag(name)} must be in 0..{MAX_SEED} "
                                   f"(2**32 - 1), got {getattr(self, name)}")
@@ -199,6 +204,13 @@ class HLConfig:
         sizes = [self.observation_size, self.dqn_hidden_1, self.dqn_hidden_2,
                  self.num_nodes]
         return sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+
+    @property
+    def starter_nodes(self) -> tuple[int, ...]:
+        """The nodes an episode may start at (see :mod:`hl_flower.starters`)."""
+        from .starters import starter_nodes
+
+        return starter_nodes(self.starter, self.num_nodes)
 
     @property
     def nodes_keep_policy(self) -> bool:

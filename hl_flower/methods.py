@@ -13,11 +13,18 @@ from .config import ConfigError
 
 HL_GREEDY = "HL-greedy"
 FEDAVG = "FedAvg"
-HOP_RULES = ("RandomHop", "RoundRobin", "NearestUnvisited", "Standalone")
+HOP_RULES = ("RandomHop", "RoundRobin", "NearestUnvisited", "Standalone", "BestNode")
 # Flower's aggregating strategies (flwr.serverapp.strategy), by Flower's name
 FLOWER_STRATEGIES = (FEDAVG, "FedProx", "FedAvgM", "FedAdam", "FedYogi")
 METHODS = (HL_GREEDY, *HOP_RULES, *FLOWER_STRATEGIES)
-DEFAULT_METHODS = (HL_GREEDY, *HOP_RULES, FEDAVG)
+DEFAULT_METHODS = (HL_GREEDY, *HOP_RULES, FEDAVG)  # BestNode only where episodes
+# start at several nodes (:func:`default_methods`): with one starter it is a
+# hop to --best-node and Standalone there.
+
+
+def default_methods(several_starters: bool) -> tuple[str, ...]:
+    """The methods a compare without ``--methods`` runs."""
+    return tuple(m for m in DEFAULT_METHODS if several_starters or m != "BestNode")
 
 
 def check_methods(names: list[str]) -> list[str]:

@@ -39,7 +39,8 @@ STEP_COLUMNS = ["episode", "step", "holder", "holders", "next_node", "accuracy",
                 "failures"]
 EPISODE_COLUMNS = ["episode", "steps", "accuracy", "communication_cost",
                    "total_reward", "epsilon", "reached_goal", "bytes_sent",
-                   "model_transfers", "failures", "dqn_loss", "wall_time", "path"]
+                   "model_transfers", "failures", "dqn_loss", "wall_time", "path",
+                   "starter"]
 
 
 RUN_FILE = "run.json"  # {"kind": "train" | "compare" | "eval"}: what wrote the folder
@@ -250,7 +251,9 @@ class RunRecorder:
         for row in rows:
             try:
                 record = kind(**{f.name: _parse(row[renamed.get(f.name, f.name)], f.type)
-                                 for f in dataclasses.fields(kind)})
+                                 for f in dataclasses.fields(kind)
+                                 if renamed.get(f.name, f.name) in row
+                                 or f.default is dataclasses.MISSING})  # older logs
             except (KeyError, TypeError, ValueError):
                 continue  # torn by the kill
             if record.episode < episodes_done:
@@ -344,8 +347,9 @@ def _parse(text: str | None, annotation: str) -> Any:
     """A CSV cell back to the type its dataclass field declares."""
     if text is None:
         raise ValueError("missing cell")
-    if annotation == "float | None":
-        return None if text == "" else float(text)
+    if annotation in ("float | None", "int | None"):
+        return None if text == "" else {"float | None": float, "int | None": int}[
+            annotation](text)
     if annotation == "list[int]":
         return [int(n) for n in text.split()]
     if annotation == "list[str]":

@@ -30,7 +30,8 @@ SETTING_HELP: dict[str, str] = {
     "goal": "test accuracy (0-1) that ends an episode",
     "max_steps": "steps after which an episode ends without the goal",
     "episodes": "training episodes (each from a fresh model)",
-    "starter": "node that trains at step 1",
+    "starter": ("node that trains at step 1: a node id, random (a node drawn per "
+                "episode from the seed) or a list such as 0,3,7 to draw from"),
     "k": "nodes that train per step (k > 1: the DQN's top k, averaged)",
     "reward_base": "base b of the reference reward b^(acc - goal) - hop - 1",
     "reward": "reference (b^(acc - goal) - hop - 1) or gain "
@@ -61,7 +62,11 @@ SETTING_HELP: dict[str, str] = {
                              "policy travels with every decision",
     "validate_every": "episodes between greedy validations keeping the best "
                       "policy in <run>/best (0 = never)",
-    "validation_seeds": "episodes per validation, on seeds 301, 302, ...",
+    "best_node": ("BestNode baseline: the node the model moves to after step 1 "
+                  "and stays at (benchmarks/standalone_nodes.py picks it)"),
+    "validation_seeds": "episodes per validation, on seeds 301, 302, ... (see below)",
+    "validation_first_seed": ("seed of the first validation episode; keep the "
+                              "validation seeds apart from the seeds you evaluate on"),
     "fedavg_fraction": "share (0-1] of the nodes that FedAvg and the other Flower "
                        "strategies of compare train per round (fraction_train)",
     "proximal_mu": "FedProx's mu: each node adds mu/2 x the squared L2 distance of its "

@@ -103,3 +103,35 @@ class Standalone(RuleBasedHop):
     def next_node(self, holder: int, candidates: list[int]) -> int:
         """The model never leaves the holder (unless it failed)."""
         return holder if holder in candidates else self.nearest(holder, candidates)
+
+
+class BestNode(RuleBasedHop):
+    """An oracle: after the starter's step the model moves to a given node
+    and stays there.
+
+    The node ``best_node`` is the best node to train alone, picked on
+    training seeds (``benchmarks/standalone_nodes.py``), so BestNode is the
+    ceiling of every "go somewhere and stay" rule. Takes
+    :class:`TravellingModel`'s keyword arguments and ``best_node`` (a node id;
+    ValueError otherwise).
+    """
+
+    name = "BestNode"
+
+    def __init__(self, *, best_node: int = 0, **settings: Any) -> None:
+        super().__init__(**settings)
+        if not 0 <= best_node < self.num_nodes:
+            raise ValueError(f"best_node must be in 0..{self.num_nodes - 1}, "
+                             f"got {best_node}")
+        self.best_node = best_node
+
+    @staticmethod
+    def settings_of(config: HLConfig) -> dict[str, Any]:
+        """:meth:`RuleBasedHop.settings_of` and the ``--best-node``."""
+        return RuleBasedHop.settings_of(config) | {"best_node": config.best_node}
+
+    def next_node(self, holder: int, candidates: list[int]) -> int:
+        """The best node; while it is unavailable, stay (or the nearest)."""
+        if self.best_node in candidates:
+            return self.best_node
+        return holder if holder in candidates else self.nearest(holder, candidates)

@@ -90,6 +90,7 @@ class EpisodeResult:
     path: list[int] = field(default_factory=list)
     model_transfers: int = 0
     failures: int = 0
+    starter: int | None = None  # the node that trained first (None: no holder)
 
 
 def node_settings_record(settings: Mapping[str, Any] | None, **own: Any) -> ConfigRecord:
@@ -188,6 +189,10 @@ class EpisodeLoop:
             return 0.0
         return float(self.distance[previous[0], holders[0]])
 
+    def episode_starter(self) -> int | None:
+        """The node that trains first in this episode (None: no single holder)."""
+        return None
+
     def attempted_nodes(self) -> list[int]:
         """The nodes the current round was training on (for a round that
         never completes)."""
@@ -285,4 +290,4 @@ class EpisodeLoop:
         return EpisodeResult(
             episode, step, accuracy, cost, total_reward, epsilon, accuracy >= self.goal,
             traffic.bytes, dqn_loss, time.perf_counter() - started, path,
-            traffic.model_transfers, failures), server_round
+            traffic.model_transfers, failures, self.episode_starter()), server_round

@@ -11,7 +11,7 @@ what differs between HL and the baselines is only who gets the model next
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from logging import INFO, WARNING
 from typing import Any
 
@@ -24,6 +24,7 @@ from flwr.serverapp.strategy import Strategy
 from hl_flower.config import HLConfig, to_flat
 from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
 from hl_flower.reward import RewardFunction, reward_function
+from hl_flower.starters import starter_of
 
 from .episodes import EpisodeLoop, NodeFailure, RoundOutcome, node_settings_record
 from .replies import raised_message, reply_problem
@@ -57,8 +58,10 @@ class TravellingModel(EpisodeLoop, Strategy):
         Rounds after which an episode ends without the goal (the paper's 36).
     k : int (default: 1)
         Nodes that train per round; their models are averaged.
-    starter : int (default: 0)
-        The node that trains in round 1 of every episode.
+    starter : int or sequence of int (default: 0)
+        The node that trains in round 1 of every episode; with several
+        candidates, one drawn per episode from ``seed`` and the episode
+        number (:func:`hl_flower.starters.starter_of`).
     seed : int (default: 0)
         Seeds the strategy's own draws; sent to the nodes as ``seed``.
     reward : RewardFunction, optional
@@ -84,7 +87,8 @@ class TravellingModel(EpisodeLoop, Strategy):
     name = "travelling"
 
     def __init__(self, *, num_nodes: int, distance: np.ndarray, goal: float = 0.8,
-                 max_steps: int = 36, k: int = 1, starter: int = 0, seed: int = 0,
+                 max_steps: int = 36, k: int = 1, starter: int | Sequence[int] = 0,
+                 seed: int = 0,
                  reward: RewardFunction | None = None,
                  node_settings: Mapping[str, Any] | None = None,
                  reply_timeout: float = 600.0, failure_cooldown: int = 5,
@@ -92,13 +96,16 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.set_episode_rules(num_nodes=num_nodes, goal=goal, max_steps=max_steps,
                                reward=reward, reply_timeout=reply_timeout,
                                distance=np.asarray(distance, np.float64))
-        if not 1 <= k <= num_nodes or not 0 <= starter < num_nodes:
+        starters = tuple(int(node) for node in np.atleast_1d(starter))
+        if (not 1 <= k <= num_nodes or not starters
+                or not all(0 <= node < num_nodes for node in starters)):
             raise ValueError(f"k must be in 1..{num_nodes} and starter in "
                              f"0..{num_nodes - 1}, got {k} and {starter}")
-        self.k, self.starter, self.seed = k, starter, seed
+        self.k, self.starters, self.seed = k, starters, seed
+        self.starter = starter_of(starters, seed, 0)  # the episode's (begin_episode)
         self.failure_cooldown, self.max_failures = failure_cooldown, max_failures
         self.node_ids: dict[int, int] = {}  # partition id -> Flower node id
-        self.selected: list[int] = [starter]
+        self.selected: list[int] = [self.starter]
         self.run_settings = node_settings_record(node_settings, num_nodes=num_nodes,
                                                  k=k, seed=seed)
         self.node_policy_versions: dict[int, int] = {}  # node id -> as reported
@@ -114,7 +121,8 @@ class TravellingModel(EpisodeLoop, Strategy):
     def settings_of(config: HLConfig) -> dict[str, Any]:
         """The keyword arguments above, taken from a run's settings."""
         return {"num_nodes": config.num_nodes, "goal": config.goal,
-                "max_steps": config.max_steps, "k": config.k, "starter": config.starter,
+                "max_steps": config.max_steps, "k": config.k,
+                "starter": config.starter_nodes,
                 "seed": config.seed, "reward": reward_function(config),
                 "node_settings": to_flat(config), "reply_timeout": config.reply_timeout,
                 "failure_cooldown": config.failure_cooldown,
@@ -147,8 +155,8 @@ class TravellingModel(EpisodeLoop, Strategy):
     # -- Strategy interface ---------------------------------------------- #
     def summary(self) -> None:
         """Log the strategy's settings."""
-        log(INFO, "\t├──> %s: %d nodes, k=%d, starter=%d", self.name, self.num_nodes,
-            self.k, self.starter)
+        log(INFO, "\t├──> %s: %d nodes, k=%d, starter=%s", self.name, self.num_nodes,
+            self.k, ",".join(map(str, self.starters)))
         log(INFO, "\t└──> Goal: %.3f within %d steps", self.goal, self.max_steps)
 
     def configure_train(self, server_round: int, arrays: ArrayRecord,
@@ -206,8 +214,13 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.discover_nodes(grid)
 
     def begin_episode(self, episode: int) -> None:
-        """Every episode starts at the starter node."""
+        """Every episode starts at its starter node."""
+        self.starter = starter_of(self.starters, self.seed, episode)
         self.selected = [self.starter]
+
+    def episode_starter(self) -> int | None:
+        """The node that trained first in this episode."""
+        return self.starter
 
     def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
                    step_config: ConfigRecord) -> RoundOutcome:

@@ -28,7 +28,7 @@ def test_defaults_are_the_reference_settings() -> None:
     assert c.goal == 0.8
     assert c.max_steps == 36
     assert c.episodes == 120
-    assert c.starter == 0
+    assert c.starter == "0" and c.starter_nodes == (0,)
     assert c.k == 1
     assert c.reward_base == 32.0
     assert c.epsilon_start == 1.0
@@ -226,7 +226,8 @@ def test_validation_accepts_only_runnable_settings(values: dict) -> None:
         assert str(err) and "\n" not in str(err)  # one line for the user
         return
     assert config.num_nodes >= 2 and 1 <= config.k <= config.num_nodes
-    assert 0 < config.goal <= 1 and 0 <= config.starter < config.num_nodes
+    assert 0 < config.goal <= 1
+    assert all(0 <= node < config.num_nodes for node in config.starter_nodes)
     assert config.episodes >= 1 and config.max_steps >= 1 and config.max_failures >= 1
     assert config.learning_rate > 0 and math.isfinite(config.learning_rate)
     assert 0 <= config.discount <= 1 and 0 <= config.epsilon_start <= 1

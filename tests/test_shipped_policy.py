@@ -29,16 +29,17 @@ def test_shipped_policy_keeps_the_model_at_the_starter() -> None:
     config = from_flat(json.loads((SHIPPED / "config.json").read_text())).validate()
     agent = DQNAgent(config, seed=0)
     agent.load(SHIPPED)
-    trainer = node_trainer(config, node_partition(config, config.starter))
+    (starter,) = config.starter_nodes
+    trainer = node_trainer(config, node_partition(config, starter))
     for seed in (201, 202, 203):
         start = fresh_weights(trainer.model, seed)
         trainer.model.set_weights(start)
         set_optimizer_state(trainer.model, None)  # a fresh episode's Adam
-        data = node_partition(config.replace(seed=seed), config.starter)
+        data = node_partition(config.replace(seed=seed), starter)
         trainer.fit_epochs(data.x, data.y, 1, config.batch_size,
                            np.random.default_rng(seed))
         observation = reference_observation(
-            flatten_weights(start), {config.starter: flatten_weights(trainer.model.get_weights())},
+            flatten_weights(start), {starter: flatten_weights(trainer.model.get_weights())},
             config.num_nodes, config.pca_components)
         q = q_values(agent.get_weights(), observation[None, :])[0]
-        assert int(np.argmax(q)) == config.starter
+        assert int(np.argmax(q)) == starter
