@@ -2,10 +2,11 @@
 
 ``runs/<name>/checkpoint-<episodes done>/`` holds everything the server's
 learning depends on: the DQN's weights (``dqn.weights.h5``) and optimizer
-state, the replay memory and the replay sampler's random state (``.npz``,
-loaded without pickle), the target network if there is one
-(``dqn_target.npz``), the episode and update counters and a SHA-256 of every
-file (``state.json``). Exploration, model initialisation and local training are
+state, the replay memory (with each transition's ``done`` and ``truncated``
+flags, so the step cap stays distinct from the goal) and the replay
+sampler's random state (``.npz``, loaded without pickle), the target network
+if there is one (``dqn_target.npz``), the episode and update counters and a
+SHA-256 of every file (``state.json``). Exploration, model initialisation and local training are
 seeded from (seed, episode, step), so they need no saved state.
 
 A checkpoint is written into a hidden temporary folder and renamed into
@@ -64,6 +65,7 @@ def _memory_arrays(agent: DQNAgent) -> dict[str, np.ndarray]:
                                 np.float32).reshape(size, observation),
         "dones": np.array([t.done for t in memory], bool),
         "steps": np.array([t.steps for t in memory], np.int64),
+        "truncated": np.array([t.truncated for t in memory], bool),
     }
 
 
@@ -146,14 +148,20 @@ def _restore_target(agent: DQNAgent, path: Path, updates: int) -> None:
 
 
 def _restore_memory(agent: DQNAgent, memory: np.lib.npyio.NpzFile) -> None:
+    """Refill the replay memory. Checkpoints written before n-step returns
+    hold one-step transitions only (no ``steps``); those written before
+    ``--truncation`` have no ``truncated`` flags, and their runs stored the
+    step cap as terminal, so none counts as truncated."""
     agent.memory.clear()
-    # checkpoints written before n-step returns hold one-step transitions only
-    steps = memory["steps"] if "steps" in memory.files else np.ones(len(memory["dones"]))
-    for state, actions, reward, next_state, done, merged in zip(
+    count = len(memory["dones"])
+    steps = memory["steps"] if "steps" in memory.files else np.ones(count)
+    truncated = (memory["truncated"] if "truncated" in memory.files
+                 else np.zeros(count, bool))
+    for state, actions, reward, next_state, done, merged, capped in zip(
             memory["states"], memory["actions"], memory["rewards"],
-            memory["next_states"], memory["dones"], steps, strict=True):
+            memory["next_states"], memory["dones"], steps, truncated, strict=True):
         agent.remember(Transition(state, tuple(int(a) for a in actions), float(reward),
-                                  next_state, bool(done), int(merged)))
+                                  next_state, bool(done), int(merged), bool(capped)))
 
 
 def load_latest(run_folder: Path, agent: DQNAgent) -> tuple[Checkpoint | None, list[str]]:

@@ -70,6 +70,7 @@ class HLConfig:
     dqn_loss: str = "mse"  # mse | huber
     reward_scale: float = 1.0  # rewards are multiplied by this before they are stored
     n_step: int = 1  # rewards summed per stored transition before bootstrapping
+    truncation: str = "terminal"  # a step-cap transition: terminal | bootstrap from s'
     node_policy_budget_mb: float = 256.0  # nodes keep a policy copy while N copies fit
     # --- validation during training (keeps the best greedy policy) ---
     validate_every: int = 0  # episodes between greedy validations; 0 = never
@@ -241,7 +242,7 @@ def observation_size(observation: str, num_nodes: int, pca_components: int) -> i
 # Settings that take one of a few words.
 CHOICES = {"reward": ("reference", "gain"), "observation": ("reference", "progress"),
            "actions": ("absolute", "relative"), "dqn_updates": ("episode", "step"),
-           "dqn_loss": ("mse", "huber")}
+           "dqn_loss": ("mse", "huber"), "truncation": ("terminal", "bootstrap")}
 
 
 SLICED_PARTITIONS = ("reference", "disjoint")  # sized by --main-samples/--other-samples

@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
-from .config import HLConfig
+from .config import CHOICES, HLConfig
 
 POLICY_WEIGHTS = "policy.weights.h5"
 POLICY_META = "policy.json"
@@ -33,7 +33,9 @@ class Transition:
     ``reward`` is the discounted sum of the ``steps`` rewards that followed
     (1 unless n-step returns merged several steps) and ``next_state`` the
     observation ``steps`` decisions later, so the TD target bootstraps with
-    ``discount ** steps``.
+    ``discount ** steps``. ``done``: the episode ended with ``next_state``
+    (goal or step cap); ``truncated``: it ended only because of the step cap,
+    a time limit rather than a terminal state (see :meth:`terminal`).
     """
 
     state: np.ndarray
@@ -42,6 +44,18 @@ class Transition:
     next_state: np.ndarray
     done: bool
     steps: int = 1
+    truncated: bool = False
+
+    def terminal(self, truncation: str) -> bool:
+        """Whether the TD target stops at the reward (no bootstrap).
+
+        An episode that reached the goal is terminal. One that ended only at
+        the step cap is terminal with ``truncation="terminal"`` (the
+        reference) and bootstraps from ``next_state`` with
+        ``truncation="bootstrap"`` (Pardo et al., "Time Limits in
+        Reinforcement Learning", ICML 2018: partial-episode bootstrapping).
+        """
+        return self.done and not (self.truncated and truncation == "bootstrap")
 
 
 class NStepReturns:
@@ -50,7 +64,10 @@ class NStepReturns:
     :meth:`add` takes each decision's one-step transition as it happens and
     returns the transitions that are complete: the one made ``n`` decisions
     ago once n rewards have followed it, and every pending one when the
-    episode ends (those sum fewer rewards and bootstrap from nothing).
+    episode ends (those sum fewer rewards and share the last one's next
+    state, ``done`` and ``truncated``: at the goal they bootstrap from
+    nothing; at the step cap with ``truncation="bootstrap"`` from the state
+    at the cap, with ``discount ** steps``).
     """
 
     def __init__(self, n: int, discount: float) -> None:
@@ -76,7 +93,7 @@ class NStepReturns:
         first, last = self.pending[0], self.pending[-1]
         summed = sum(self.discount ** i * t.reward for i, t in enumerate(self.pending))
         merged = Transition(first.state, first.actions, summed, last.next_state,
-                            last.done, steps=len(self.pending))
+                            last.done, steps=len(self.pending), truncated=last.truncated)
         self.pending.popleft()
         return merged
 
@@ -146,10 +163,14 @@ def td_targets(current_q: np.ndarray, next_values: np.ndarray,
                normalize: bool) -> np.ndarray:
     """Targets for a minibatch: Q(s) with the taken actions' entries replaced.
 
-    y[a] = r                             if the episode ended
+    y[a] = r                    where ``dones`` (a terminal next state)
     y[a] = r + discount * V(s') otherwise, V from :func:`next_state_values`
     (``discount`` may be one per row: gamma ** steps for n-step returns).
-    The reference then divides the whole matrix by its L2 norm.
+    ``dones`` are :meth:`Transition.terminal`: the goal, and the step cap
+    unless ``truncation="bootstrap"``. The reference then divides the whole
+    matrix by its L2 norm. Shapes: ``current_q`` (B, N), ``next_values``,
+    ``rewards``, ``dones`` and a per-row ``discount`` (B,); returns (B, N)
+    float32.
     """
     targets = np.array(current_q, dtype=np.float64, copy=True)
     bootstrap = np.where(dones, 0.0, discount * np.asarray(next_values))
@@ -175,6 +196,10 @@ class DQNAgent:
     """Q-network, replay memory, optional target network and the training step."""
 
     def __init__(self, config: HLConfig, seed: int) -> None:
+        """Raises ValueError for an unknown ``config.truncation``."""
+        if config.truncation not in CHOICES["truncation"]:
+            raise ValueError(f"truncation must be one of {CHOICES['truncation']}, "
+                             f"got {config.truncation!r}")
         self.config = config
         keras.utils.set_random_seed(seed)
         self.network = build_q_network(config)
@@ -225,7 +250,7 @@ class DQNAgent:
                               cfg.double_dqn),
             [t.actions for t in batch],
             np.array([t.reward for t in batch]),
-            np.array([t.done for t in batch]),
+            np.array([t.terminal(cfg.truncation) for t in batch]),
             cfg.discount ** np.array([t.steps for t in batch]), cfg.normalize_targets)
         return states, targets
 

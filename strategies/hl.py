@@ -54,7 +54,8 @@ class HomogeneousLearning(TravellingModel):
     agent : DQNAgent
         The server's copy of the DQN: trained between episodes and sent to
         nodes whose copy is stale. Its own settings (replay, discount,
-        ``n_step``, target network) govern how it learns.
+        ``n_step``, target network, ``truncation`` at the step cap) govern
+        how it learns.
     learn : bool (default: True)
         Store transitions, train the DQN and decay epsilon. False runs the
         policy as it is (with ``epsilon`` fixed, e.g. 0 for greedy).
@@ -222,11 +223,18 @@ class HomogeneousLearning(TravellingModel):
                    done: bool) -> None:
         """Store (previous observation, chosen nodes, scaled reward,
         observation), merged over ``n_step`` decisions; with
-        ``dqn_updates=step`` train the DQN right away."""
+        ``dqn_updates=step`` train the DQN right away.
+
+        A step that ends the episode without the goal (the step cap) is
+        stored as ``truncated``: the agent's ``truncation`` setting decides
+        whether its target bootstraps from the observation at the cap (the
+        holder sends one every step, the last included)."""
         if self.learn and self.state is not None:
+            truncated = done and not accuracy >= self.goal
             for transition in self.returns.add(Transition(
                     self.state, self._actions(outcome.holders),
-                    reward * self.reward_scale, outcome.observation, done)):
+                    reward * self.reward_scale, outcome.observation, done,
+                    truncated=truncated)):
                 self.agent.remember(transition)
         self.state = outcome.observation
         self.state_holder = outcome.holders[0]
