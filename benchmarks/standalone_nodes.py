@@ -1,14 +1,19 @@
 """Which node is the best one to keep the model at? Standalone from every node.
 
-    python benchmarks/standalone_nodes.py                       # mnist-5k, seeds 101-105
+    python benchmarks/standalone_nodes.py                       # mnist-5k, seeds 1-5
+    python benchmarks/standalone_nodes.py --seed 100            # seeds 101-105
     python benchmarks/standalone_nodes.py --seeds 3 -- --dataset digits --goal 0.6
 
 A policy that sends the model to one node and keeps it there can at best
 match `Standalone` run from that node (minus nothing, plus the hops on the
 way). This runs `sim.py compare --methods Standalone --starter j` for every
 node j on the same evaluation seeds and prints one row per node: how often
-it reached the goal, its steps and its final accuracy. Extra arguments after
-``--`` go to ``sim.py`` (dataset, partition, goal...). Nothing is asserted.
+it reached the goal, its steps and its final accuracy, then the best node
+(fewest mean steps to the goal, then highest mean final accuracy): the
+``--best-node`` of the BestNode baseline. Pick it on training seeds (the
+default, seeds 1-5, which HL's training seeds 0-2 also play) and evaluate on
+others. Extra arguments after ``--`` go to ``sim.py`` (dataset, partition,
+goal...). Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seed", type=int, default=100,
-                        help="evaluation seeds start after this one (default: 100)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the seeds played start after this one (default: 0, "
+                             "so seeds 1-5: training seeds)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("extra", nargs="*", help="arguments for sim.py, after --")
@@ -51,14 +57,19 @@ def main() -> int:
     extra = ["--nodes", str(args.nodes), *args.extra]
     print("| node trained alone | reached goal | steps to goal | final accuracy |")
     print("|---|---|---|---|")
+    ranks = {}
     with tempfile.TemporaryDirectory() as out:
         for node in range(args.nodes):
             rows = standalone_runs(node, args.seed, args.seeds, extra, out)
             reached = sum(r["reached_goal"] == "True" for r in rows) / len(rows)
             steps = mean_std([float(r["steps"]) for r in rows])
             accuracy = mean_std([float(r["accuracy"]) for r in rows])
+            ranks[node] = (steps[0], -accuracy[0])
             print(f"| {node} | {reached:.0%} | {steps[0]:.1f} ± {steps[1]:.1f} | "
                   f"{accuracy[0]:.3f} ± {accuracy[1]:.3f} |", flush=True)
+    best = min(ranks, key=ranks.__getitem__)
+    print(f"best node on seeds {args.seed + 1}-{args.seed + args.seeds}: {best} "
+          f"(use --best-node {best})")
     return 0
 
 
