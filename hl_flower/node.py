@@ -66,6 +66,7 @@ from .messages import (
 )
 from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
+from .packing import FORMAT as PACK_FORMAT
 from .packing import is_packed, packed, unpacked
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
 from .task import compile_classifier, needs_compiling
@@ -118,7 +119,8 @@ def identify_reply(message: Message, context: Context, partition_id: int,
     serves, which policy version it holds, and that it takes models packed
     as one array (:mod:`hl_flower.packing`)."""
     metrics = MetricRecord({"partition-id": partition_id, "num-partitions": num_partitions,
-                            "policy-version": held_policy_version(context), UNPACKS: 1})
+                            "policy-version": held_policy_version(context),
+                            UNPACKS: PACK_FORMAT})
     return Message(RecordDict({METRICS: metrics}), reply_to=message)
 
 

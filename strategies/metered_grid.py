@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
 from hl_flower.messages import ARRAYS, METRICS, POLICY, UNPACKS, payload_bytes
+from hl_flower.packing import FORMAT as PACK_FORMAT
 from hl_flower.packing import packed, unpacked
 from hl_flower.prompt_delivery import is_deployment
 
@@ -120,7 +121,7 @@ class MeteredGrid(Grid):
                 continue
             reply.content = unpacked(reply.content)
             metrics = reply.content.metric_records.get(METRICS)
-            if metrics is not None and metrics.get(UNPACKS):
+            if metrics is not None and metrics.get(UNPACKS) == PACK_FORMAT:
                 self.unpacking_nodes.add(reply.metadata.src_node_id)
         self.traffic += traffic_of(replies)
         return replies

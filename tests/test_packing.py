@@ -1,4 +1,4 @@
-"""Models and policies as one array per record on a deployment (hl_flower.packing)."""
+"""A message's whole content as one object on a deployment (hl_flower.packing)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_node import node_context, own_data, own_model, train_message
 
 from hl_flower.messages import ARRAYS, METRICS, POLICY, UNPACKS
 from hl_flower.node import identify_reply, train_reply, trainer_for
-from hl_flower.packing import LAYOUT, PACKED_KEY, is_packed, packed, unpacked
+from hl_flower.packing import FORMAT, WIRE, is_packed, packed, unpacked
 from strategies.metered_grid import MeteredGrid, Traffic
 
 WEIGHTS = [np.arange(12, dtype=np.float32).reshape(3, 4), np.arange(5, dtype=np.int64),
@@ -29,14 +29,16 @@ def content() -> RecordDict:
                        METRICS: MetricRecord({"loss": 0.5}), "step": ConfigRecord({"k": 1})})
 
 
-def test_packing_restores_every_array_exactly_with_fewer_objects() -> None:
+def test_packing_restores_every_record_exactly_as_one_object() -> None:
     original = content()
     sent = packed(original)
     assert is_packed(sent) and not is_packed(original)  # the original is not changed
-    assert list(sent[ARRAYS].keys()) == [PACKED_KEY]
-    # One request per object: a record of 4 arrays was 9 objects, now 3.
-    assert len(get_all_nested_objects(original[ARRAYS])) == 9
-    assert len(get_all_nested_objects(sent[ARRAYS])) == 3
+    assert list(sent.keys()) == [WIRE]
+    # One request per object: 4 + 1 arrays (their records, arrays and chunks;
+    # equal chunks are one object), a metric and a config record were 15
+    # objects with their RecordDict, now 2 (the Message adds one either way).
+    assert len(get_all_nested_objects(original)) == 15
+    assert len(get_all_nested_objects(sent)) == 2
     restored = unpacked(sent)
     assert list(restored.keys()) == list(original.keys())
     assert list(restored[ARRAYS].keys()) == list(original[ARRAYS].keys())
@@ -44,6 +46,21 @@ def test_packing_restores_every_array_exactly_with_fewer_objects() -> None:
         assert after.dtype == before.dtype and after.shape == before.shape
         assert after.tobytes() == before.tobytes()
     assert restored[METRICS]["loss"] == 0.5 and restored["step"]["k"] == 1
+    assert type(restored["step"]["k"]) is int and isinstance(restored[METRICS], MetricRecord)
+
+
+def test_every_config_value_type_survives_packing() -> None:
+    values = {"int": 3, "float": 0.1, "nan": float("nan"), "str": "ü", "bool": True,
+              "bytes": b"\x00\xff", "ints": [1, 2], "floats": [0.5], "strs": ["a"],
+              "bools": [False], "blobs": [b"x"]}
+    sent = packed(RecordDict({ARRAYS: ArrayRecord(WEIGHTS[:1]),
+                              "settings": ConfigRecord(values)}))
+    restored = unpacked(sent)["settings"]
+    for key, value in values.items():
+        if key == "nan":
+            assert np.isnan(restored[key])
+            continue
+        assert restored[key] == value and type(restored[key]) is type(value), key
 
 
 def test_content_without_arrays_or_already_packed_is_left_alone() -> None:
@@ -54,14 +71,18 @@ def test_content_without_arrays_or_already_packed_is_left_alone() -> None:
     assert packed(once) is once
 
 
-@pytest.mark.parametrize("cut", [1, -1])
-def test_a_packed_record_that_does_not_match_its_layout_is_refused(cut: int) -> None:
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda b: b[:-1], "does not match|shorter"),
+    (lambda b: b + b"\x00", "longer"),
+    (lambda b: b[:5], "header"),
+    (lambda b: b[:8] + b"{" + b[9:], "readable header"),
+    (lambda b: b.replace(b'"<f4"', b'"|O8"', 1), "not a number"),
+    (lambda b: b.replace(b'"<f4"', b'"zzz"', 1), "dtype")])
+def test_packed_content_that_does_not_match_its_header_is_refused(change, says) -> None:
     sent = packed(content())
-    blob = sent[ARRAYS][PACKED_KEY].numpy()
-    changed = blob[:-1] if cut == 1 else np.concatenate([blob, np.zeros(1, np.uint8)])
-    sent[ARRAYS] = ArrayRecord([changed])
-    sent[ARRAYS] = ArrayRecord({PACKED_KEY: sent[ARRAYS]["0"]})
-    with pytest.raises(ValueError, match="shorter|longer"):
+    blob = sent[WIRE]["content"]
+    sent[WIRE] = ConfigRecord({"content": change(blob)})
+    with pytest.raises(ValueError, match=says):
         unpacked(sent)
 
 
@@ -77,7 +98,7 @@ def test_a_node_answers_packed_only_what_came_packed() -> None:
     for a, b in zip(unpacked(reply.content)[ARRAYS].to_numpy_ndarrays(),
                     plain.content[ARRAYS].to_numpy_ndarrays(), strict=True):
         assert a.tobytes() == b.tobytes()  # same training either way
-    assert LAYOUT not in unpacked(reply.content).config_records
+    assert WIRE not in unpacked(reply.content).config_records
 
 
 class HttpGrid:
@@ -95,7 +116,7 @@ class HttpGrid:
         replies = []
         for message in self.pushed:
             if message.metadata.message_type == "query.identify":
-                metrics = MetricRecord({"partition-id": 0, UNPACKS: 1})
+                metrics = MetricRecord({"partition-id": 0, UNPACKS: FORMAT})
                 reply = RecordDict({METRICS: metrics})
             else:
                 reply = packed(unpacked(message.content))
@@ -130,4 +151,4 @@ def test_the_server_packs_for_nodes_that_said_they_unpack_and_counts_the_same_by
 def test_identify_reply_says_the_node_unpacks() -> None:
     reply = identify_reply(Message(RecordDict(), dst_node_id=1, message_type="query.identify"),
                            node_context(), 2, 3)
-    assert reply.content[METRICS][UNPACKS] == 1
+    assert reply.content[METRICS][UNPACKS] == FORMAT
