@@ -67,7 +67,7 @@ from .messages import (
 from .model import LocalTrainer, optimizer_state, set_optimizer_state
 from .observation import flatten_weights, reference_observation
 from .packing import FORMAT as PACK_FORMAT
-from .packing import is_packed, packed, unpacked
+from .packing import open_message, packed
 from .progress_observation import progress_observation, ranks_to_nodes, update_size
 from .task import compile_classifier, needs_compiling
 
@@ -86,8 +86,7 @@ def train_reply(message: Message, context: Context, trainer: LocalTrainer,
     fit what the node holds (a stale policy it did not send, no context for
     the progress observation).
     """
-    was_packed = is_packed(message.content)
-    message.content = unpacked(message.content)
+    was_packed = open_message(message)
     config = run_settings(message)
     step = message.content[STEP]
     started = time.perf_counter()
@@ -127,7 +126,6 @@ def identify_reply(message: Message, context: Context, partition_id: int,
 def choose_reply(message: Message, context: Context) -> Message:
     """Answer the ``choose`` query (k > 1): the next nodes for the
     observation the server assembled, by this node's copy of the policy."""
-    message.content = unpacked(message.content)
     config = run_settings(message)
     step = message.content[STEP]
     observation = np.asarray(message.content[METRICS]["observation"], np.float32)
@@ -161,7 +159,9 @@ def trainer_for(model: keras.Model, sample: np.ndarray,
 
 
 def run_settings(message: Message) -> HLConfig:
-    """The run settings the server sent with ``message``."""
+    """The run settings the server sent with ``message`` (restoring its
+    content first if it came packed, :func:`hl_flower.packing.open_message`)."""
+    open_message(message)
     return from_flat(dict(message.content[HL_CONFIG]))
 
 

@@ -28,14 +28,27 @@ from __future__ import annotations
 
 import json
 import struct
+import weakref
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 
 WIRE = "hl.wire"  # ConfigRecord {"content": bytes}: the whole packed content
 FORMAT = 2  # what a node's identify reply says it unpacks (metric ``unpacks``)
 _LENGTH = struct.Struct("<Q")  # bytes of the JSON header
 _KINDS = {"config": ConfigRecord, "metric": MetricRecord}
+_OPENED: weakref.WeakSet[Message] = weakref.WeakSet()  # messages that came packed
+
+
+def open_message(message: Message) -> bool:
+    """Restore a received message's content in place (:func:`unpacked`);
+    returns whether it arrived packed, also when it was opened before (so a
+    node reads its settings first and still answers packed). Raises
+    ValueError as :func:`unpacked` does."""
+    if is_packed(message.content):
+        message.content = unpacked(message.content)
+        _OPENED.add(message)
+    return message in _OPENED
 
 
 def is_packed(content: RecordDict) -> bool:

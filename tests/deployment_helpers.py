@@ -82,7 +82,7 @@ def check_finished_run(run_dir: Path, episodes: int, run: LocalProcess,
         f"no summary.json\nflwr run:\n{run.tail(40)}\n"
         f"superlink:\n{local.superlink.tail(30) if local.superlink else ''}")
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["episodes"] == episodes
+    assert summary["episodes"] == episodes, (summary, run.tail(60))
     steps = read_csv(run_dir / "steps.csv")
     assert summary["steps_total"] == len(steps)
     for episode in range(episodes):

@@ -7,10 +7,10 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from flwr.supercore.task_identity import TaskIdentity
-from test_node import node_context, own_data, own_model, train_message
+from test_node import CONFIG, node_context, own_data, own_model, train_message
 
 from hl_flower.messages import ARRAYS, METRICS, POLICY, UNPACKS
-from hl_flower.node import identify_reply, train_reply, trainer_for
+from hl_flower.node import identify_reply, run_settings, train_reply, trainer_for
 from hl_flower.packing import FORMAT, WIRE, is_packed, packed, unpacked
 from strategies.metered_grid import MeteredGrid, Traffic
 
@@ -99,6 +99,11 @@ def test_a_node_answers_packed_only_what_came_packed() -> None:
                     plain.content[ARRAYS].to_numpy_ndarrays(), strict=True):
         assert a.tobytes() == b.tobytes()  # same training either way
     assert WIRE not in unpacked(reply.content).config_records
+    # A ClientApp reads the settings first (as the project's does): still packed.
+    message = train_message(weights, decide=True)
+    message.content = packed(message.content)
+    assert run_settings(message) == CONFIG and not is_packed(message.content)
+    assert is_packed(train_reply(message, node_context(), trainer, x, y, 2).content)
 
 
 class HttpGrid:
