@@ -80,7 +80,12 @@ class HLConfig:
     best_node: int = 0  # node j the model moves to after step 1 and stays at
     # --- Flower's strategies as compare baselines (defaults: Flower 1.42's) ---
     fedavg_fraction: float = 1.0  # fraction_train: share of the nodes sampled per round
-    proximal_mu: float = 0.0  # FedProx: mu of the nodes' (mu/2)||w - w_received||^2
+    # mu of the node epoch's (mu/2)||w - w_received||^2 (Li et al., MLSys 2020) for
+    # FedProx, HL and the hop baselines (FedAvg, FedAvgM, FedAdam, FedYogi: none)
+    proximal_mu: float = 0.0
+    # decay of the server's EMA of the models along an episode's path, which HL and
+    # the hop baselines adopt (0 = off; Flower's strategies ignore it)
+    path_average: float = 0.0
     server_learning_rate: float = 0.0  # FedAvgM's, FedAdam's/FedYogi's eta; 0 = Flower's
     server_momentum: float = 0.0  # FedAvgM
     # FedAdam's, FedYogi's beta_1, beta_2, tau ("server_": a task's own Adam may
@@ -176,13 +181,17 @@ class HLConfig:
     def _validate_flower_strategies(self) -> None:
         """The ranges of Reddi et al. (ICLR 2021, Algorithm 2: beta in [0, 1),
         tau > 0), Hsu et al. (2019: momentum in [0, 1)) and Li et al. (MLSys
-        2020: mu >= 0)."""
+        2020: mu >= 0), and the path average's decay in [0, 1) (1 would
+        never move from the first model)."""
         if not 0.0 < self.fedavg_fraction <= 1.0:
             raise ConfigError(f"--fedavg-fraction must be in (0, 1], got "
                               f"{self.fedavg_fraction}")
         if not 0.0 <= self.proximal_mu < math.inf:
             raise ConfigError(f"--proximal-mu must be 0 (no proximal term) or a positive "
                               f"number such as 0.01, got {self.proximal_mu}")
+        if not 0.0 <= self.path_average < 1.0:
+            raise ConfigError(f"--path-average must be in [0, 1) (0 = off; for example "
+                              f"0.5), got {self.path_average}")
         if not 0.0 <= self.server_learning_rate < math.inf:
             raise ConfigError("--server-learning-rate must be 0 (Flower's default for "
                               "each strategy) or a positive number, got "

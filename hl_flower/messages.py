@@ -2,7 +2,8 @@
 
 Server -> node (``train``): ``arrays`` (global model), ``hl`` (run settings),
 ``step`` (episode, step, epsilon, policy version, whether to decide, and
-from FedProx ``proximal-mu``), only when the node's copy is stale,
+``proximal-mu`` from FedProx, or from HL and the hop baselines when
+``--proximal-mu`` > 0), only when the node's copy is stale,
 ``policy`` (DQN weights), and with the ``progress`` observation,
 ``context`` (the server's part of it).
 Node -> server: ``arrays`` (trained model) and ``metrics`` (loss,

@@ -73,9 +73,16 @@ SETTING_HELP: dict[str, str] = {
                               "validation seeds apart from the seeds you evaluate on"),
     "fedavg_fraction": "share (0-1] of the nodes that FedAvg and the other Flower "
                        "strategies of compare train per round (fraction_train)",
-    "proximal_mu": "FedProx's mu: each node adds mu/2 x the squared L2 distance of its "
-                   "weights from the model it received to its local loss (loss per "
-                   "squared weight unit; 0 = no term, FedProx = FedAvg)",
+    "proximal_mu": "mu of FedProx's proximal term, on every node epoch of FedProx, HL "
+                   "and the hop baselines: the node adds mu/2 x the squared L2 distance "
+                   "of its weights from the model it received to its local loss (loss "
+                   "per squared weight unit; 0 = no term, FedProx = FedAvg; FedAvg, "
+                   "FedAvgM, FedAdam and FedYogi train without it)",
+    "path_average": "decay d in [0, 1) of the path average of HL and the hop "
+                    "baselines: after each step the server adopts avg = d x avg + "
+                    "(1 - d) x the returned model (avg = that model at an episode's "
+                    "step 1), sends it to the next holder and evaluates it; no extra "
+                    "bytes (0 = off; Flower's strategies ignore it)",
     "server_learning_rate": "server step of FedAvgM (multiplies the averaged update; "
                             "1 = FedAvg) and eta of FedAdam and FedYogi (weight units "
                             "per round); 0 = Flower's default for each: 1.0, 0.1, 0.01",

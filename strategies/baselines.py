@@ -2,7 +2,9 @@
 
 Each is a :class:`TravellingModel` whose server applies a rule instead of the
 holder's DQN: the node trains exactly as under HL (one local epoch on the
-travelling model), only the choice of the next node differs. They move one
+travelling model, with the proximal term when ``proximal_mu`` > 0, and the
+server adopting the path average when ``path_average`` > 0), only the choice
+of the next node differs. They move one
 node at a time (k = 1). When a node fails, the same rule picks its
 replacement among the nodes available then.
 """

@@ -3,7 +3,8 @@
 Each HL step is one Flower round whose train message goes to exactly the
 node(s) holding the model. The holder trains, computes the observation and
 lets its own copy of the DQN choose the next node; this strategy only relays:
-it adopts the holder's model (the mean for k > 1), evaluates it, computes the
+it adopts the holder's model (the mean for k > 1; with ``--path-average``
+the running average along the path), evaluates it, computes the
 reward, stores the transition, stops the episode at the goal or the step cap
 and trains the DQN between episodes. Like ``FedXgbCyclic`` it trains one node
 per round; unlike it, the next node is the holder's decision.
@@ -87,7 +88,8 @@ class HomogeneousLearning(TravellingModel):
         ``node_settings`` (run-config keys the nodes read, kebab-case:
         ``learning-rate``, ``local-epochs``, ``batch-size``, ``task``,
         ``partition``...), ``reply_timeout`` (600 s), ``failure_cooldown``
-        (5), ``max_failures`` (50).
+        (5), ``max_failures`` (50), ``proximal_mu`` (0.0), ``path_average``
+        (0.0).
 
     Raises
     ------
@@ -183,9 +185,11 @@ class HomogeneousLearning(TravellingModel):
         return content
 
     def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
-        """The holder decides when k = 1, with this policy version."""
-        return {"decide": self.k == 1, "policy-version": self.policy_version,
-                "keep-policy": self.keep_policy_on_nodes}
+        """The holder decides when k = 1, with this policy version (and
+        trains with the proximal term when mu > 0, as every travelling model)."""
+        return super().step_settings(episode, step, epsilon) | {
+            "decide": self.k == 1, "policy-version": self.policy_version,
+            "keep-policy": self.keep_policy_on_nodes}
 
     # -- the DQN ----------------------------------------------------------- #
     def epsilon(self, episode: int) -> float:

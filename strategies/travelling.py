@@ -3,26 +3,38 @@ baselines share.
 
 Each step is one Flower round whose train message goes to exactly the
 node(s) holding the model; the server adopts the holder's trained model (the
-mean for k > 1). Like Flower's ``FedXgbCyclic`` one node trains per round;
-what differs between HL and the baselines is only who gets the model next
-(:meth:`TravellingModel.choose_next`).
+mean for k > 1), or with a path average the running average of the models
+along the episode's path (:func:`path_average_step`). Like Flower's
+``FedXgbCyclic`` one node trains per round; what differs between HL and the
+baselines is only who gets the model next (:meth:`TravellingModel.choose_next`).
+With ``proximal_mu`` > 0 each holder's epoch carries FedProx's proximal term,
+anchored at the model it received.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from logging import INFO, WARNING
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.common import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from hl_flower.config import HLConfig, to_flat
-from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, QUERY_IDENTIFY, STEP
+from hl_flower.messages import ARRAYS, HL_CONFIG, METRICS, PROXIMAL_MU, QUERY_IDENTIFY, STEP
 from hl_flower.reward import RewardFunction, reward_function
 from hl_flower.starters import starter_of
 
@@ -41,6 +53,53 @@ def average_models(models: list[list[np.ndarray]], sizes: list[int]) -> list[np.
     equal = len(set(sizes)) == 1
     return [(np.mean(layer, axis=0) if equal else np.average(layer, axis=0, weights=sizes)
              ).astype(layer[0].dtype) for layer in zip(*models, strict=True)]
+
+
+def path_average_step(average: list[np.ndarray] | None, model: list[np.ndarray],
+                      decay: float) -> list[np.ndarray]:
+    """One step of the exponential moving average of the models along a path.
+
+    ``avg_t = decay * avg_{t-1} + (1 - decay) * w_t`` for every floating-point
+    array, and ``avg_1 = w_1`` (``average`` None: the episode's first step).
+    Arrays that are not floating point (integer counters, say) are taken
+    from ``w_t`` as they are. Each result keeps the dtype of ``w_t``'s
+    array, and ``decay`` = 0 gives ``w_t``'s values (a strategy with decay 0
+    skips the average altogether). Averaging the iterates goes back to
+    Polyak & Juditsky ("Acceleration of stochastic approximation by
+    averaging", SIAM J. Control Optim. 30(4), 1992); the exponential form is
+    the weight EMA of Tarvainen & Valpola ("Mean teachers are better role
+    models", NeurIPS 2017). Here the iterates are the models the holders
+    returned along the path, one per step.
+
+    Parameters
+    ----------
+    average : list of np.ndarray or None
+        ``avg_{t-1}``: arrays with the shapes of ``model``'s, or None.
+    model : list of np.ndarray
+        ``w_t``, the model the holder(s) returned this step.
+    decay : float
+        In [0, 1): the weight of the past average.
+
+    Returns
+    -------
+    list of np.ndarray
+        ``avg_t``, new arrays (neither input is changed).
+
+    Raises
+    ------
+    ValueError
+        ``decay`` outside [0, 1), or ``average`` not shaped like ``model``.
+    """
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"path-average decay must be in [0, 1), got {decay}")
+    if average is None:
+        return [np.array(w, copy=True) for w in model]
+    if [np.shape(a) for a in average] != [np.shape(w) for w in model]:
+        raise ValueError("the path average and the model have different shapes: "
+                         f"{[np.shape(a) for a in average]} vs {[np.shape(w) for w in model]}")
+    return [(decay * a + (1.0 - decay) * w).astype(w.dtype)
+            if np.issubdtype(w.dtype, np.floating) else np.array(w, copy=True)
+            for a, w in zip(average, model, strict=True)]
 
 
 class TravellingModel(EpisodeLoop, Strategy):
@@ -77,6 +136,17 @@ class TravellingModel(EpisodeLoop, Strategy):
         Rounds a failed node is skipped before it is tried again.
     max_failures : int (default: 50)
         Failed or rejected replies after which the run stops.
+    proximal_mu : float (default: 0.0)
+        mu >= 0 of FedProx's proximal term (mu / 2) * ||w - w_received||^2,
+        which each holder adds to its epoch's loss (Li et al., "Federated
+        Optimization in Heterogeneous Networks", MLSys 2020, eq. 2). With
+        mu > 0 it is sent in the step config under ``proximal-mu``, the key
+        Flower's FedProx writes; with mu = 0 the key is not sent and the
+        nodes run their plain step.
+    path_average : float (default: 0.0)
+        Decay in [0, 1) of the path average (0 = off): the server adopts the
+        exponential moving average of the models the holders returned in
+        this episode (:meth:`along_path`).
 
     Raises
     ------
@@ -92,7 +162,8 @@ class TravellingModel(EpisodeLoop, Strategy):
                  reward: RewardFunction | None = None,
                  node_settings: Mapping[str, Any] | None = None,
                  reply_timeout: float = 600.0, failure_cooldown: int = 5,
-                 max_failures: int = 50) -> None:
+                 max_failures: int = 50, proximal_mu: float = 0.0,
+                 path_average: float = 0.0) -> None:
         self.set_episode_rules(num_nodes=num_nodes, goal=goal, max_steps=max_steps,
                                reward=reward, reply_timeout=reply_timeout,
                                distance=np.asarray(distance, np.float64))
@@ -101,6 +172,12 @@ class TravellingModel(EpisodeLoop, Strategy):
                 or not all(0 <= node < num_nodes for node in starters)):
             raise ValueError(f"k must be in 1..{num_nodes} and starter in "
                              f"0..{num_nodes - 1}, got {k} and {starter}")
+        if not 0.0 <= proximal_mu < math.inf:
+            raise ValueError(f"proximal_mu must be a finite number >= 0, got {proximal_mu}")
+        if not 0.0 <= path_average < 1.0:
+            raise ValueError(f"path_average must be in [0, 1), got {path_average}")
+        self.proximal_mu, self.path_average = proximal_mu, path_average
+        self.path_model: list[np.ndarray] | None = None  # avg_t of this episode
         self.k, self.starters, self.seed = k, starters, seed
         self.starter = starter_of(starters, seed, 0)  # the episode's (begin_episode)
         self.failure_cooldown, self.max_failures = failure_cooldown, max_failures
@@ -126,7 +203,8 @@ class TravellingModel(EpisodeLoop, Strategy):
                 "seed": config.seed, "reward": reward_function(config),
                 "node_settings": to_flat(config), "reply_timeout": config.reply_timeout,
                 "failure_cooldown": config.failure_cooldown,
-                "max_failures": config.max_failures}
+                "max_failures": config.max_failures, "proximal_mu": config.proximal_mu,
+                "path_average": config.path_average}
 
     @classmethod
     def from_config(cls, config: HLConfig, distance: np.ndarray, **extra: Any
@@ -214,9 +292,41 @@ class TravellingModel(EpisodeLoop, Strategy):
         self.discover_nodes(grid)
 
     def begin_episode(self, episode: int) -> None:
-        """Every episode starts at its starter node."""
+        """Every episode starts at its starter node, with no path average."""
         self.starter = starter_of(self.starters, self.seed, episode)
         self.selected = [self.starter]
+        self.path_model = None
+
+    def step_settings(self, episode: int, step: int, epsilon: float) -> dict:
+        """``proximal-mu`` when mu > 0, so the holder adds the proximal term
+        (:func:`hl_flower.node.fit_local`); nothing when mu = 0."""
+        return {PROXIMAL_MU: self.proximal_mu} if self.proximal_mu > 0 else {}
+
+    def along_path(self, trained: ArrayRecord) -> ArrayRecord:
+        """The model the server adopts after a step: ``trained`` (the
+        holder's model, or the k holders' mean) without a path average, else
+        the episode's running average ``avg_t = decay * avg_{t-1} + (1 -
+        decay) * w_t`` (:func:`path_average_step`; ``avg_1 = w_1``), under
+        ``trained``'s array names.
+
+        The average is adopted, not only evaluated: the next holder trains
+        it, and the server evaluates it for the goal and the reward. Each
+        hop's epoch pulls the model towards the holder's classes; handing on
+        the average keeps a share ``decay^j * (1 - decay)`` of the model
+        returned j steps ago in what travels, so what earlier holders taught
+        fades geometrically instead of being overwritten by one epoch, and
+        the next epoch starts from there. Evaluating the average while
+        ``w_t`` travels on would score a model that no node trains from and
+        that forgets as much as before. The average is computed on the server
+        from replies it receives anyway and has the model's names, shapes and
+        dtypes, so the bytes on the wire are those of a run without it.
+        """
+        if self.path_average == 0.0:
+            return trained
+        self.path_model = path_average_step(self.path_model, trained.to_numpy_ndarrays(),
+                                            self.path_average)
+        return ArrayRecord({name: Array(array) for name, array in
+                            zip(trained.keys(), self.path_model, strict=True)})
 
     def episode_starter(self) -> int | None:
         """The node that trained first in this episode."""
@@ -224,7 +334,8 @@ class TravellingModel(EpisodeLoop, Strategy):
 
     def play_round(self, grid: Grid, server_round: int, arrays: ArrayRecord,
                    step_config: ConfigRecord) -> RoundOutcome:
-        """The selected node(s) train; then the next node(s) are chosen.
+        """The selected node(s) train; then the next node(s) are chosen, and
+        the server adopts :meth:`along_path` of their model.
 
         A node that fails, times out or sends a reply that does not pass
         :func:`reply_problem` is marked unavailable and replaced by the best
@@ -265,7 +376,7 @@ class TravellingModel(EpisodeLoop, Strategy):
         trained, metrics = self.aggregate_train(server_round,
                                                 [accepted[p] for p in slots])
         observation, next_nodes = self.choose_next(grid, metrics, step_config)
-        return RoundOutcome(trained, list(slots), next_nodes, observation,
+        return RoundOutcome(self.along_path(trained), list(slots), next_nodes, observation,
                             float(metrics["train-loss"]), float(metrics["time-train"]),
                             float(metrics["time-observe"]), failures)
 

@@ -172,6 +172,8 @@ def test_validate_names_the_nodes_flag_for_zero_nodes() -> None:
         {"other_samples": 0},
         {"epsilon_decay": 0.0},
         {"discount": 0.0},
+        {"path_average": 0.0},
+        {"path_average": 0.999},
     ],
 )
 def test_validate_accepts_boundary_values(changes: dict) -> None:

@@ -134,7 +134,8 @@ def test_the_settings_reach_the_strategies() -> None:
     ("--server-learning-rate", "-1"), ("--server-momentum", "1"),
     ("--server-momentum", "-0.5"), ("--server-beta-1", "1"), ("--server-beta-2", "-0.1"),
     ("--server-beta-2", "1.5"), ("--server-tau", "0"), ("--server-tau", "-1e-3"),
-    ("--fedavg-fraction", "1.5"),
+    ("--fedavg-fraction", "1.5"), ("--path-average", "1"), ("--path-average", "-0.5"),
+    ("--path-average", "nan"),
 ])
 def test_a_bad_setting_is_one_line_naming_its_flag_and_exit_2(flag: str, value: str,
                                                               tmp_path: Path) -> None:

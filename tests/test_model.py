@@ -85,6 +85,44 @@ def test_proximal_gradient_is_mu_times_the_distance_from_the_received_weights() 
         np.testing.assert_allclose(a - b, -lr * mu * (first - start), atol=1e-6)
 
 
+def test_the_objective_gradient_is_the_loss_gradient_plus_mu_times_the_distance() -> None:
+    # Away from the anchor, on a model with non-trainable weights (BatchNorm's
+    # statistics, which the term leaves out): d/dw [loss + (mu / 2)||w - w0||^2]
+    # = d loss / dw + mu (w - w0), and the traced step applies exactly that.
+    import tensorflow as tf
+
+    from hl_flower.model import training_loss
+
+    lr, mu = 0.1, 0.7
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5),
+                              keras.layers.BatchNormalization(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(lr), loss="sparse_categorical_crossentropy")
+    trainer = LocalTrainer(model, np.zeros((1, 4), np.float32))
+    step = trainer._anchor_here(mu)  # w0: the weights now
+    anchor = [w.numpy() for w in model.trainable_variables]
+    assert len(anchor) < len(model.weights)  # the moving statistics are not anchored
+    rng = np.random.default_rng(2)
+    for variable in model.trainable_variables:
+        variable.assign(variable.numpy() + rng.normal(0, 0.3, variable.shape))
+    x = rng.normal(size=(12, 4)).astype(np.float32)
+    y = np.arange(12, dtype=np.int64) % 3
+    loss_fn, _ = training_loss(model)
+    with tf.GradientTape(persistent=True) as tape:
+        loss = loss_fn(y, model(x, training=True))
+        objective = loss + trainer._proximal_term()
+    weights = [w.numpy() for w in model.trainable_variables]
+    of_loss = tape.gradient(loss, model.trainable_variables)
+    of_objective = tape.gradient(objective, model.trainable_variables)
+    for total, data, w, w0 in zip(of_objective, of_loss, weights, anchor, strict=True):
+        assert np.abs(w - w0).max() > 0.1
+        np.testing.assert_allclose(total, data.numpy() + mu * (w - w0), atol=1e-6)
+    step(x, y)  # one full-batch SGD step from the same weights
+    for after, before, total in zip(model.trainable_variables, weights, of_objective,
+                                    strict=True):
+        np.testing.assert_allclose(after.numpy(), before - lr * total.numpy(), atol=1e-6)
+
+
 def test_a_large_mu_keeps_the_weights_near_the_received_model() -> None:
     x, y = _separable()
     distances = {}

@@ -144,6 +144,10 @@ def test_from_config_gives_the_run_settings_to_the_strategy_and_the_nodes() -> N
     ({"actions": "relative"}, "progress observation"),
     ({"node_settings": {"learnig-rate": 0.1}}, "node_settings: unknown setting 'learnig-rate'"),
     ({"node_settings": {"goal": True}}, "node_settings: --goal must be a number"),
+    ({"proximal_mu": -0.1}, "proximal_mu must be a finite"),
+    ({"proximal_mu": float("inf")}, "proximal_mu must be a finite"),
+    ({"path_average": 1.0}, r"path_average must be in \[0, 1\)"),
+    ({"path_average": -0.1}, r"path_average must be in \[0, 1\)"),
 ])
 def test_a_strategy_setting_out_of_range_is_refused(changes: dict, problem: str) -> None:
     agent = DQNAgent(HLConfig(num_nodes=4, dqn_hidden_1=8, dqn_hidden_2=8), seed=0)
