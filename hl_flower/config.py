@@ -402,6 +402,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # by episode 40.
     "improved": {"normalize-targets": False, "episodes": 40, "epsilon-decay": 0.1,
                  "validate-every": 5, "validation-seeds": 3},
+    # Episodes that start anywhere (docs/results.md section 14): `improved`
+    # with a starter drawn per episode, the progress observation (which
+    # names the holder), and validation on 10 seeds from 401, one episode
+    # starting at each node, apart from the evaluation seeds 301-320.
+    "random-starter": {"normalize-targets": False, "episodes": 40, "epsilon-decay": 0.1,
+                       "validate-every": 5, "validation-seeds": 10,
+                       "validation-first-seed": 401, "starter": "random",
+                       "observation": "progress"},
 }
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hl_flower.config import ConfigError, HLConfig
+from hl_flower.best_policy import validation_seeds
+from hl_flower.config import ConfigError, HLConfig, preset
 from hl_flower.distance import reference_distance
 from hl_flower.starters import starter_nodes, starter_of
 from strategies import BestNode, Standalone
@@ -159,3 +160,12 @@ def test_training_records_and_uses_the_drawn_starters(tmp_path: Path) -> None:
     first_holders = [row["holder"] for row in steps if row["step"] == "1"]
     assert first_holders == drawn
     assert np.all([row["path"].split()[0] == row["starter"] for row in episodes])
+
+
+def test_the_random_starter_preset_validates_once_per_node_apart_from_evaluation() -> None:
+    config = preset("random-starter").validate()
+    nodes = config.starter_nodes
+    assert nodes == tuple(range(10)) and config.observation == "progress"
+    seeds = validation_seeds(config)
+    assert sorted(starter_of(nodes, seed, 0) for seed in seeds) == list(nodes)
+    assert not set(seeds) & set(range(301, 321))  # compare --seed 300 --seeds 20
