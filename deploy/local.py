@@ -148,24 +148,9 @@ class LocalProcess:
         return sorted(set(_tagged_pids(self.tag)) | set(below))
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop gracefully, then end the rest of the family; SIGKILL after ``timeout``.
-
-        The Flower command gets one SIGTERM first, alone: a SuperNode then signs
-        off at the SuperLink, so it may connect again at once (a second signal
-        during its shutdown would cut that short).
-        """
-        deadline = time.monotonic() + timeout
-        if self.running():
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout / 2)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in self.family():
-            _send(pid, signal.SIGTERM)
-        while self.family() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.kill()
+        """Stop gracefully, then end the rest of the family; SIGKILL after
+        ``timeout`` (:func:`stop_together` for this one process)."""
+        stop_together([self], timeout)
 
     def kill(self) -> None:
         """SIGKILL the whole family at once (a device that crashes).
@@ -182,6 +167,32 @@ class LocalProcess:
             self.popen.wait(5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def stop_together(processes: list[LocalProcess], timeout: float = 10.0) -> None:
+    """Stop ``processes`` at once, each step for all of them before the next:
+    one SIGTERM to each Flower command alone (a SuperNode then signs off at
+    the SuperLink, so it may connect again at once; a second signal during
+    its shutdown would cut that short), up to ``timeout`` / 2 seconds for
+    them to exit, SIGTERM to whatever they started, then SIGKILL to what is
+    left after ``timeout`` seconds in all."""
+    deadline = time.monotonic() + timeout
+    running = [process for process in processes if process.running()]
+    for process in running:
+        process.popen.send_signal(signal.SIGTERM)
+    graceful = time.monotonic() + timeout / 2
+    for process in running:
+        try:
+            process.popen.wait(max(0.0, graceful - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for process in processes:
+        for pid in process.family():
+            _send(pid, signal.SIGTERM)
+    while any(process.family() for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for process in processes:
+        process.kill()
 
 
 def _send(pid: int, signum: int) -> None:
@@ -396,8 +407,9 @@ class LocalFederation:
 
     def stop_all(self) -> None:
         """Stop every process, the SuperLink last, and everything they started."""
-        for process in self.processes():
-            process.stop()
+        stop_together([p for p in self.processes() if p is not self.superlink])
+        if self.superlink:
+            self.superlink.stop()
 
     def __enter__(self) -> LocalFederation:
         return self

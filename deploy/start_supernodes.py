@@ -36,6 +36,7 @@ from deploy.local import (
     ProcessError,
     busy_port,
     environment,
+    stop_together,
     supernode_command,
     worker_command,
 )
@@ -113,9 +114,8 @@ def start_all(args: argparse.Namespace) -> tuple[list[LocalProcess], list[LocalP
 
 
 def stop_all(nodes: list[LocalProcess]) -> None:
-    """Stop every process (workers, SuperNodes) and what it started."""
-    for node in nodes:
-        node.stop()
+    """Stop every process (workers, SuperNodes) and what it started, all at once."""
+    stop_together(nodes)
 
 
 def main(argv: list[str] | None = None) -> int:
