@@ -1,0 +1,189 @@
+"""``--tensorboard``: training curves as TensorBoard event files in
+``<run>/tensorboard/`` (hl_flower.tensorboard_curves), read back here with
+TensorFlow's own event reader."""
+
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hl_flower.best_policy import Validation
+from hl_flower.tensorboard_curves import (
+    EPISODE_TAGS,
+    TrainingCurves,
+    event_files,
+    read_scalars,
+    tensorboard_folder,
+)
+from strategies import EpisodeResult, StepResult
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "60",
+        "--other-samples", "60", "--episodes", "2", "--max-steps", "4"]
+VALIDATION_TAGS = {"validation/steps", "validation/accuracy",
+                   "validation/communication_cost", "validation/reached_goal"}
+
+
+def same_points(actual: list[tuple[int, float]], expected: list[tuple[int, float]]) -> None:
+    """The same x, and the same values to float32 precision."""
+    assert [x for x, _ in actual] == [x for x, _ in expected]
+    assert [v for _, v in actual] == pytest.approx([v for _, v in expected], rel=1e-6)
+
+
+def step(episode: int, number: int, accuracy: float, done: bool = False) -> StepResult:
+    return StepResult(episode, number, [number % 4], [] if done else [(number + 1) % 4],
+                      accuracy, -1.0, 0.5, 1000, 2, False, 0.3, 0.1, 0.01, 0.02, 0.2, done)
+
+
+def episode(number: int, steps: int, accuracy: float, loss: float | None) -> EpisodeResult:
+    return EpisodeResult(number, steps, accuracy, 0.25 * steps, -2.0 * steps,
+                         0.5 ** number, accuracy >= 0.8, 4000, loss, 1.5)
+
+
+def play(curves: TrainingCurves, number: int, accuracies: list[float],
+         loss: float | None) -> None:
+    """Feed one fake episode as run_hl feeds the curves."""
+    for i, accuracy in enumerate(accuracies, start=1):
+        curves.on_step(step(number, i, accuracy, done=i == len(accuracies)))
+    curves.on_episode(episode(number, len(accuracies), accuracies[-1], loss))
+
+
+def test_fake_episodes_and_a_validation_read_back(tmp_path: Path) -> None:
+    with TrainingCurves(tmp_path) as curves:
+        play(curves, 0, [0.2, 0.5, 0.7], None)  # the DQN did not train yet: no loss
+        play(curves, 1, [0.4, 0.9], 0.125)
+        curves.on_validation(Validation(2, 3.5, 0.75, 1.25, 0.5, "0 1 | 0 2"))
+        # a step the run stopped in (NaN accuracy) and its unfinished episode: no point
+        curves.on_step(step(2, 1, math.nan))
+    scalars = read_scalars(tensorboard_folder(tmp_path))
+    assert set(scalars) == set(EPISODE_TAGS) | VALIDATION_TAGS | {"step/accuracy"}
+    same_points(scalars["step/accuracy"], [(1, 0.2), (2, 0.5), (3, 0.7), (4, 0.4), (5, 0.9)])
+    assert scalars["episode/steps"] == [(1, 3.0), (2, 2.0)]
+    assert scalars["episode/return"] == [(1, -6.0), (2, -4.0)]
+    assert scalars["episode/communication_cost"] == [(1, 0.75), (2, 0.5)]
+    assert scalars["episode/epsilon"] == [(1, 1.0), (2, 0.5)]
+    same_points(scalars["episode/accuracy"], [(1, 0.7), (2, 0.9)])
+    assert scalars["episode/dqn_loss"] == [(2, 0.125)]
+    assert scalars["validation/steps"] == [(2, 3.5)]
+    assert scalars["validation/accuracy"] == [(2, 0.75)]
+    assert scalars["validation/communication_cost"] == [(2, 1.25)]
+    assert scalars["validation/reached_goal"] == [(2, 0.5)]
+
+
+def test_the_scalars_carry_the_scalar_plugins_metadata(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    with TrainingCurves(tmp_path) as curves:
+        play(curves, 0, [0.5], 0.1)
+    (path,) = event_files(tensorboard_folder(tmp_path))
+    values = [value for event in tf.compat.v1.train.summary_iterator(str(path))
+              for value in event.summary.value]
+    assert len(values) == 1 + len(EPISODE_TAGS)
+    assert {value.metadata.plugin_data.plugin_name for value in values} == {"scalars"}
+
+
+def resumed(tmp_path: Path, steps: list[StepResult], episodes: list[EpisodeResult],
+            validations: list[Validation]) -> dict[str, list[tuple[int, float]]]:
+    """Resume from these records, play one more episode, and read back."""
+    with TrainingCurves(tmp_path, steps, episodes, validations) as curves:
+        play(curves, len(episodes), [0.6], None)
+    return read_scalars(tensorboard_folder(tmp_path))
+
+
+def first_run_records() -> tuple[list[StepResult], list[EpisodeResult], list[Validation]]:
+    steps = [step(0, 1, 0.3), step(0, 2, 0.8, done=True), step(1, 1, 0.85, done=True)]
+    episodes = [episode(0, 2, 0.8, None), episode(1, 1, 0.85, 0.5)]
+    return steps, episodes, [Validation(2, 1.0, 0.85, 0.0, 1.0, "0")]
+
+
+def test_a_resumed_run_appends_and_numbers_on(tmp_path: Path) -> None:
+    steps, episodes, validations = first_run_records()
+    with TrainingCurves(tmp_path) as curves:
+        for number in (0, 1):
+            for result in steps:
+                if result.episode == number:
+                    curves.on_step(result)
+            curves.on_episode(episodes[number])
+        curves.on_validation(validations[0])
+        curves.on_step(step(2, 1, 0.5))  # killed here: episode 2 never finished
+    scalars = resumed(tmp_path, steps, episodes, validations)
+    assert len(event_files(tensorboard_folder(tmp_path))) == 2  # appended, not replaced
+    same_points(scalars["step/accuracy"], [(1, 0.3), (2, 0.8), (3, 0.85), (4, 0.6)])
+    assert [x for x, _ in scalars["episode/steps"]] == [1, 2, 3]
+    assert scalars["validation/steps"] == [(2, 1.0)]
+
+
+def test_a_resume_writes_what_ran_without_the_curves(tmp_path: Path) -> None:
+    scalars = resumed(tmp_path, *first_run_records())  # no event file before
+    same_points(scalars["step/accuracy"], [(1, 0.3), (2, 0.8), (3, 0.85), (4, 0.6)])
+    assert scalars["episode/dqn_loss"] == [(2, 0.5)]
+    same_points(scalars["validation/accuracy"], [(2, 0.85)])
+
+
+def test_points_the_csvs_no_longer_hold_are_written_anew(tmp_path: Path) -> None:
+    steps, episodes, validations = first_run_records()
+    resumed(tmp_path, steps, episodes, validations)  # 3 episodes in the event files
+    # the run goes back to 1 episode done (its newest checkpoint was damaged)
+    scalars = resumed(tmp_path, steps[:2], episodes[:1], [])
+    assert len(event_files(tensorboard_folder(tmp_path))) == 1
+    same_points(scalars["step/accuracy"], [(1, 0.3), (2, 0.8), (3, 0.6)])
+    assert [x for x, _ in scalars["episode/steps"]] == [1, 2]
+    assert "validation/steps" not in scalars
+
+
+def test_flag_without_a_value_turns_it_on_and_resume_may_change_it() -> None:
+    import sim
+
+    args = sim.build_parser().parse_args(["--tensorboard"])
+    assert sim.config_from_args(args).tensorboard is True
+    for value, expected in (("false", False), ("true", True)):
+        args = sim.build_parser().parse_args(["--tensorboard", value])
+        assert sim.config_from_args(args).tensorboard is expected
+    assert sim.config_from_args(sim.build_parser().parse_args([])).tensorboard is False
+
+
+# --- a real run through sim.py ------------------------------------------------
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_sim(out: Path, name: str, *extra: str) -> Path:
+    done = subprocess.run([sys.executable, "sim.py", *TINY, "--out", str(out),
+                           "--name", name, *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out / name
+
+
+@pytest.mark.slow
+def test_sim_writes_the_curves_of_its_csvs(tmp_path: Path) -> None:
+    run = run_sim(tmp_path, "tb", "--tensorboard", "--validate-every", "1",
+                  "--validation-seeds", "1", "--replay-batch", "4", "--dqn-fit-batch", "2")
+    scalars = read_scalars(tensorboard_folder(run))
+    steps, episodes = read_csv(run / "steps.csv"), read_csv(run / "episodes.csv")
+    assert len(episodes) == 2
+    same_points(scalars["step/accuracy"],
+                [(i, float(row["accuracy"])) for i, row in enumerate(steps, start=1)])
+    for tag, column in EPISODE_TAGS.items():  # the DQN's loss where it trained
+        same_points(scalars[tag], [(int(row["episode"]) + 1, float(row[column]))
+                                   for row in episodes if row[column]])
+    assert len(scalars["episode/dqn_loss"]) == 2
+    validations = read_csv(run / "validation.csv")
+    assert [x for x, _ in scalars["validation/steps"]] == [
+        int(row["episodes_done"]) for row in validations] == [1, 2]
+    assert VALIDATION_TAGS <= set(scalars)
+
+
+@pytest.mark.slow
+def test_without_the_flag_no_tensorboard_folder(tmp_path: Path) -> None:
+    run = run_sim(tmp_path, "plain")
+    assert (run / "episodes.csv").is_file()
+    assert not tensorboard_folder(run).exists()
