@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,9 +214,10 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return scalars
 
 
-def _events(tf: Any, path: Path) -> Iterable[Any]:
+def _events(tf: Any, path: Path) -> Iterator[Any]:
     """The events of one file, up to a record torn by a kill."""
     try:
-        yield from tf.compat.v1.train.summary_iterator(str(path))
+        for record in tf.data.TFRecordDataset(str(path)):
+            yield tf.compat.v1.Event.FromString(record.numpy())
     except tf.errors.DataLossError:
         return

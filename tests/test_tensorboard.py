@@ -30,9 +30,11 @@ VALIDATION_TAGS = {"validation/steps", "validation/accuracy",
 
 
 def same_points(actual: list[tuple[int, float]], expected: list[tuple[int, float]]) -> None:
-    """The same x, and the same values to float32 precision."""
+    """The same x, and the same values to float32 precision and the CSVs'
+    6 decimals."""
     assert [x for x, _ in actual] == [x for x, _ in expected]
-    assert [v for _, v in actual] == pytest.approx([v for _, v in expected], rel=1e-6)
+    assert [v for _, v in actual] == pytest.approx([v for _, v in expected],
+                                                   rel=1e-6, abs=1e-6)
 
 
 def step(episode: int, number: int, accuracy: float, done: bool = False) -> StepResult:
@@ -81,8 +83,8 @@ def test_the_scalars_carry_the_scalar_plugins_metadata(tmp_path: Path) -> None:
     with TrainingCurves(tmp_path) as curves:
         play(curves, 0, [0.5], 0.1)
     (path,) = event_files(tensorboard_folder(tmp_path))
-    values = [value for event in tf.compat.v1.train.summary_iterator(str(path))
-              for value in event.summary.value]
+    values = [value for record in tf.data.TFRecordDataset(str(path))
+              for value in tf.compat.v1.Event.FromString(record.numpy()).summary.value]
     assert len(values) == 1 + len(EPISODE_TAGS)
     assert {value.metadata.plugin_data.plugin_name for value in values} == {"scalars"}
 
@@ -136,6 +138,16 @@ def test_points_the_csvs_no_longer_hold_are_written_anew(tmp_path: Path) -> None
     assert "validation/steps" not in scalars
 
 
+def test_an_event_file_cut_by_a_kill_reads_up_to_the_cut(tmp_path: Path) -> None:
+    with TrainingCurves(tmp_path) as curves:
+        play(curves, 0, [0.2, 0.5], None)
+    (path,) = event_files(tensorboard_folder(tmp_path))
+    path.write_bytes(path.read_bytes()[:-7])  # the last record torn
+    scalars = read_scalars(tensorboard_folder(tmp_path))
+    assert len(scalars["step/accuracy"]) == 2 and "episode/epsilon" in scalars
+    assert "episode/accuracy" not in scalars  # the last point written
+
+
 def test_flag_without_a_value_turns_it_on_and_resume_may_change_it() -> None:
     import sim
 
@@ -175,7 +187,7 @@ def test_sim_writes_the_curves_of_its_csvs(tmp_path: Path) -> None:
     for tag, column in EPISODE_TAGS.items():  # the DQN's loss where it trained
         same_points(scalars[tag], [(int(row["episode"]) + 1, float(row[column]))
                                    for row in episodes if row[column]])
-    assert len(scalars["episode/dqn_loss"]) == 2
+    assert scalars["episode/dqn_loss"]  # the DQN trained after an episode
     validations = read_csv(run / "validation.csv")
     assert [x for x, _ in scalars["validation/steps"]] == [
         int(row["episodes_done"]) for row in validations] == [1, 2]
