@@ -148,15 +148,13 @@ def test_an_event_file_cut_by_a_kill_reads_up_to_the_cut(tmp_path: Path) -> None
     assert "episode/accuracy" not in scalars  # the last point written
 
 
-def test_flag_without_a_value_turns_it_on_and_resume_may_change_it() -> None:
-    import sim
+def test_the_flag_alone_turns_it_on() -> None:
+    from sim import build_parser, config_from_args
 
-    args = sim.build_parser().parse_args(["--tensorboard"])
-    assert sim.config_from_args(args).tensorboard is True
-    for value, expected in (("false", False), ("true", True)):
-        args = sim.build_parser().parse_args(["--tensorboard", value])
-        assert sim.config_from_args(args).tensorboard is expected
-    assert sim.config_from_args(sim.build_parser().parse_args([])).tensorboard is False
+    for args, expected in (([], False), (["--tensorboard"], True),
+                           (["--tensorboard", "false"], False),
+                           (["--tensorboard", "true"], True)):
+        assert config_from_args(build_parser().parse_args(args)).tensorboard is expected
 
 
 # --- a real run through sim.py ------------------------------------------------
@@ -167,35 +165,52 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def run_sim(out: Path, name: str, *extra: str) -> Path:
-    done = subprocess.run([sys.executable, "sim.py", *TINY, "--out", str(out),
-                           "--name", name, *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+def sim(*args: str) -> None:
+    """Run ``python sim.py *args``; it must succeed."""
+    done = subprocess.run([sys.executable, "sim.py", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def run_sim(out: Path, name: str, *extra: str) -> Path:
+    """Train on TINY into ``out/name`` and return the run folder."""
+    sim(*TINY, "--out", str(out), "--name", name, *extra)
     return out / name
 
 
-@pytest.mark.slow
-def test_sim_writes_the_curves_of_its_csvs(tmp_path: Path) -> None:
-    run = run_sim(tmp_path, "tb", "--tensorboard", "--validate-every", "1",
-                  "--validation-seeds", "1", "--replay-batch", "4", "--dqn-fit-batch", "2")
+LEARNS = ["--validate-every", "1", "--validation-seeds", "1", "--replay-batch", "4",
+          "--dqn-fit-batch", "2"]  # a validation after each episode; the DQN trains
+
+
+def assert_curves_match_csvs(run: Path, episodes: int) -> None:
+    """Every curve holds its CSV's figures, one point per row, and the run
+    did ``episodes`` episodes (each followed by a validation)."""
     scalars = read_scalars(tensorboard_folder(run))
-    steps, episodes = read_csv(run / "steps.csv"), read_csv(run / "episodes.csv")
-    assert len(episodes) == 2
+    steps, rows = read_csv(run / "steps.csv"), read_csv(run / "episodes.csv")
+    assert len(rows) == episodes
     same_points(scalars["step/accuracy"],
                 [(i, float(row["accuracy"])) for i, row in enumerate(steps, start=1)])
     for tag, column in EPISODE_TAGS.items():  # the DQN's loss where it trained
         same_points(scalars[tag], [(int(row["episode"]) + 1, float(row[column]))
-                                   for row in episodes if row[column]])
+                                   for row in rows if row[column]])
     assert scalars["episode/dqn_loss"]  # the DQN trained after an episode
     validations = read_csv(run / "validation.csv")
-    assert [x for x, _ in scalars["validation/steps"]] == [
-        int(row["episodes_done"]) for row in validations] == [1, 2]
-    assert VALIDATION_TAGS <= set(scalars)
+    assert len(validations) == episodes
+    for tag in VALIDATION_TAGS:
+        column = tag.removeprefix("validation/")
+        same_points(scalars[tag], [(int(row["episodes_done"]), float(row[column]))
+                                   for row in validations])
 
 
 @pytest.mark.slow
-def test_without_the_flag_no_tensorboard_folder(tmp_path: Path) -> None:
-    run = run_sim(tmp_path, "plain")
+def test_sim_writes_the_curves_of_its_csvs(tmp_path: Path) -> None:
+    assert_curves_match_csvs(run_sim(tmp_path, "tb", "--tensorboard", *LEARNS), 2)
+
+
+@pytest.mark.slow
+def test_no_curves_without_the_flag_until_a_resume_turns_it_on(tmp_path: Path) -> None:
+    run = run_sim(tmp_path, "plain", *LEARNS)
     assert (run / "episodes.csv").is_file()
     assert not tensorboard_folder(run).exists()
+    sim("--resume", str(run), "--episodes", "3", "--tensorboard")
+    assert_curves_match_csvs(run, 3)  # the 2 episodes before the resume too
