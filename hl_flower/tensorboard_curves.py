@@ -1,12 +1,14 @@
 """Training curves for TensorBoard (``--tensorboard``): ``<run>/tensorboard/``.
 
-One event-file writer per run (``tf.summary.create_file_writer``); the
-scalars are written with ``tf.summary.write`` and the scalar plugin's
+One event-file writer per training run (``tf.summary.create_file_writer``);
+the scalars are written with ``tf.summary.write`` and the scalar plugin's
 metadata, so nothing beyond TensorFlow is needed to write them (the
 ``tensorboard`` package, installed apart, only shows them). The CSVs of the
 run folder are written as before; these curves hold the same figures.
+``compare`` and ``eval`` add one subfolder per method
+(:func:`write_method_curves`).
 
-Tags, and what their x-axis (TensorBoard's "step") counts:
+Tags of a training run, and what their x-axis (TensorBoard's "step") counts:
 
 * ``episode/steps``, ``episode/communication_cost``, ``episode/return``
   (the episode's total reward), ``episode/epsilon``, ``episode/accuracy``
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from strategies import EpisodeResult, StepResult
 
     from .best_policy import Validation
+    from .compare import CurvePoint, MethodRun
 
 TENSORBOARD_FOLDER = "tensorboard"  # inside the run folder
 EVENT_FILE_PREFIX = "events.out.tfevents."  # how TensorFlow names its event files
@@ -65,12 +68,61 @@ def tensorboard_folder(run: Path) -> Path:
     return Path(run) / TENSORBOARD_FOLDER
 
 
+def numeric_points(prefix: str, record: Any, x_fields: Iterable[str]) -> dict[str, float]:
+    """``<prefix><field>`` -> value of every number (a bool as 0 or 1) among
+    the fields of the dataclass ``record``, but the ``x_fields`` (its x-axis
+    and what names the curve)."""
+    skip = set(x_fields)
+    return {prefix + name: float(value)
+            for name, value in dataclasses.asdict(record).items()
+            if name not in skip and isinstance(value, int | float)}
+
+
 def validation_points(validation: Validation) -> dict[str, float]:
     """``validation/<field>`` of every numeric figure of ``validation`` (not
     the episodes done, which is the x-axis, nor the paths)."""
-    return {VALIDATION_PREFIX + name: float(value)
-            for name, value in dataclasses.asdict(validation).items()
-            if name != VALIDATION_X and isinstance(value, int | float)}
+    return numeric_points(VALIDATION_PREFIX, validation, [VALIDATION_X])
+
+
+class ScalarWriter:
+    """One event-file writer (``tf.summary.create_file_writer``) in ``folder``,
+    for scalars that TensorBoard's scalar plugin shows. A context manager
+    that closes on exit."""
+
+    def __init__(self, folder: Path) -> None:
+        """Make ``folder`` and open a new event file in it. Imports
+        TensorFlow. Raises OSError when the folder cannot be made."""
+        import tensorflow as tf
+
+        self._tf = tf
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._writer = tf.summary.create_file_writer(str(folder))
+        self._metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+    def __enter__(self) -> ScalarWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, points: Mapping[str, float | None], x: int) -> None:
+        """One point per tag at ``x`` (TensorBoard's step), as float32; a
+        None or NaN value is left out."""
+        tf = self._tf
+        with self._writer.as_default():
+            for tag, value in points.items():
+                if value is not None and not math.isnan(value):
+                    tf.summary.write(tag, tf.constant(value, tf.float32), step=x,
+                                     metadata=self._metadata)
+
+    def flush(self) -> None:
+        """Write what is queued to the event file."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close (again: nothing happens)."""
+        self._writer.close()
 
 
 class TrainingCurves:
@@ -91,9 +143,6 @@ class TrainingCurves:
 
         Imports TensorFlow. Raises OSError when the folder cannot be written.
         """
-        import tensorflow as tf
-
-        self._tf = tf
         self.folder = tensorboard_folder(run)
         done = [s for s in steps if s.completed]
         held = {"step": len(done), "episode": len(episodes),
@@ -102,10 +151,7 @@ class TrainingCurves:
         if any(x > held[family] for family, x in last.items() if family in held):
             _remove_event_files(self.folder)  # points the CSVs dropped: start anew
             last = {}
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._writer = tf.summary.create_file_writer(str(self.folder))
-        self._metadata = tf.compat.v1.SummaryMetadata(
-            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+        self._writer = ScalarWriter(self.folder)
         self.steps_done = 0  # completed steps so far: the x of the last step's point
         self._pending: list[tuple[int, float]] = []  # (x, accuracy) not written yet
         for step in done:
@@ -113,10 +159,10 @@ class TrainingCurves:
         self._write_pending()
         for episode in episodes:
             if episode.episode + 1 > last.get("episode", 0):
-                self._write(_episode_points(episode), episode.episode + 1)
+                self._writer.write(_episode_points(episode), episode.episode + 1)
         for validation in validations:
             if validation.episodes_done > last.get("validation", 0):
-                self._write(validation_points(validation), validation.episodes_done)
+                self._writer.write(validation_points(validation), validation.episodes_done)
         self._writer.flush()
 
     def __enter__(self) -> TrainingCurves:
@@ -134,12 +180,12 @@ class TrainingCurves:
     def on_episode(self, result: EpisodeResult) -> None:
         """Write the episode's step points and its own points, then flush."""
         self._write_pending()
-        self._write(_episode_points(result), result.episode + 1)
+        self._writer.write(_episode_points(result), result.episode + 1)
         self._writer.flush()
 
     def on_validation(self, validation: Validation) -> None:
         """Write a validation's figures at its episodes done, then flush."""
-        self._write(validation_points(validation), validation.episodes_done)
+        self._writer.write(validation_points(validation), validation.episodes_done)
         self._writer.flush()
 
     def close(self) -> None:
@@ -155,23 +201,36 @@ class TrainingCurves:
 
     def _write_pending(self) -> None:
         for x, accuracy in self._pending:
-            self._write({STEP_ACCURACY: accuracy}, x)
+            self._writer.write({STEP_ACCURACY: accuracy}, x)
         self._pending.clear()
 
-    def _write(self, points: dict[str, float], x: int) -> None:
-        tf = self._tf
-        with self._writer.as_default():
-            for tag, value in points.items():
-                tf.summary.write(tag, tf.constant(value, tf.float32), step=x,
-                                 metadata=self._metadata)
+
+def _episode_points(result: EpisodeResult) -> dict[str, float | None]:
+    """The episode's figures by tag (``episode/dqn_loss`` is None or NaN
+    where the DQN did not train, and so left out)."""
+    return {tag: getattr(result, name) for tag, name in EPISODE_TAGS.items()}
 
 
-def _episode_points(result: EpisodeResult) -> dict[str, float]:
-    """The episode's figures by tag; ``episode/dqn_loss`` only when the DQN
-    trained (a loss that is neither None nor NaN)."""
-    points = {tag: getattr(result, name) for tag, name in EPISODE_TAGS.items()}
-    return {tag: float(value) for tag, value in points.items()
-            if value is not None and not math.isnan(value)}
+def write_method_curves(run: Path, runs: Sequence[MethodRun],
+                        curves: Sequence[CurvePoint]) -> None:
+    """``compare``'s and ``eval``'s curves: per method a folder
+    ``<run>/tensorboard/<method>/`` (a TensorBoard run, so the methods share
+    each chart) holding ``method/<figure>`` of every numeric figure of its
+    episodes (steps, reached_goal as 0 or 1, accuracy, communication_cost,
+    bytes_sent, model_transfers, wall_time) at x = the evaluation seed, and
+    ``seed_<seed>/accuracy``, ``seed_<seed>/cumulative_cost`` and
+    ``seed_<seed>/cumulative_bytes`` at x = the step of that seed's episode.
+    NaN figures (a Flower strategy's cost) are left out.
+
+    Imports TensorFlow. Raises OSError when a folder cannot be written.
+    """
+    for method in dict.fromkeys(r.method for r in runs):
+        with ScalarWriter(tensorboard_folder(run) / method) as writer:
+            for episode in (r for r in runs if r.method == method):
+                writer.write(numeric_points("method/", episode, ["seed"]), episode.seed)
+            for point in (p for p in curves if p.method == method):
+                writer.write(numeric_points(f"seed_{point.seed}/", point, ["seed", "step"]),
+                             point.step)
 
 
 def last_points(folder: Path) -> dict[str, int]:

@@ -13,18 +13,22 @@ from pathlib import Path
 import pytest
 
 from hl_flower.best_policy import Validation
+from hl_flower.compare import CurvePoint, MethodRun
 from hl_flower.tensorboard_curves import (
     EPISODE_TAGS,
     TrainingCurves,
     event_files,
     read_scalars,
     tensorboard_folder,
+    write_method_curves,
 )
 from strategies import EpisodeResult, StepResult
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--nodes", "4", "--main-samples", "60",
         "--other-samples", "60", "--episodes", "2", "--max-steps", "4"]
+METHOD_FIGURES = ("steps", "reached_goal", "accuracy", "communication_cost", "bytes_sent",
+                  "model_transfers", "wall_time")
 VALIDATION_TAGS = {"validation/steps", "validation/accuracy",
                    "validation/communication_cost", "validation/reached_goal"}
 
@@ -148,6 +152,30 @@ def test_an_event_file_cut_by_a_kill_reads_up_to_the_cut(tmp_path: Path) -> None
     assert "episode/accuracy" not in scalars  # the last point written
 
 
+def test_compare_writes_a_folder_per_method(tmp_path: Path) -> None:
+    runs = [MethodRun("Standalone", seed, 2, True, 0.85, 0.0, 2000, 4, 1.0, "0 0")
+            for seed in (1, 2)]
+    runs.append(MethodRun("FedAvg", 1, 1, False, 0.5, math.nan, 8000, 8, 2.0, ""))
+    curves = [CurvePoint("Standalone", seed, step, "0", 0.4 * step + 0.05, 0.0, 1000 * step)
+              for seed in (1, 2) for step in (1, 2)]
+    curves.append(CurvePoint("FedAvg", 1, 1, "0 1 2 3", 0.5, math.nan, 8000))
+    write_method_curves(tmp_path, runs, curves)
+    folder = tensorboard_folder(tmp_path)
+    assert event_files(folder) == []  # no training: nothing at the top
+    standalone = read_scalars(folder / "Standalone")
+    assert set(standalone) == {f"method/{name}" for name in METHOD_FIGURES} | {
+        f"seed_{seed}/{name}" for seed in (1, 2)
+        for name in ("accuracy", "cumulative_cost", "cumulative_bytes")}
+    assert standalone["method/steps"] == [(1, 2.0), (2, 2.0)]
+    assert standalone["method/reached_goal"] == [(1, 1.0), (2, 1.0)]
+    same_points(standalone["seed_2/accuracy"], [(1, 0.45), (2, 0.85)])
+    assert standalone["seed_1/cumulative_bytes"] == [(1, 1000.0), (2, 2000.0)]
+    fedavg = read_scalars(folder / "FedAvg")
+    assert "method/communication_cost" not in fedavg  # NaN: no hops
+    assert "seed_1/cumulative_cost" not in fedavg
+    assert fedavg["method/bytes_sent"] == [(1, 8000.0)]
+
+
 def test_the_flag_alone_turns_it_on() -> None:
     from sim import build_parser, config_from_args
 
@@ -214,3 +242,17 @@ def test_no_curves_without_the_flag_until_a_resume_turns_it_on(tmp_path: Path) -
     assert not tensorboard_folder(run).exists()
     sim("--resume", str(run), "--episodes", "3", "--tensorboard")
     assert_curves_match_csvs(run, 3)  # the 2 episodes before the resume too
+
+
+@pytest.mark.slow
+def test_sim_compare_writes_a_folder_per_method(tmp_path: Path) -> None:
+    sim("compare", *TINY, "--methods", "Standalone,FedAvg", "--seeds", "2", "--tensorboard",
+        "--out", str(tmp_path), "--name", "cmp")
+    folder = tensorboard_folder(tmp_path / "cmp")
+    assert sorted(p.name for p in folder.iterdir()) == ["FedAvg", "Standalone"]
+    runs = read_csv(tmp_path / "cmp" / "compare_runs.csv")
+    for method in ("FedAvg", "Standalone"):
+        scalars = read_scalars(folder / method)
+        same_points(scalars["method/steps"], [(int(r["seed"]), float(r["steps"]))
+                                              for r in runs if r["method"] == method])
+        assert {f"seed_{r['seed']}/accuracy" for r in runs} <= set(scalars)
