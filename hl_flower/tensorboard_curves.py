@@ -97,8 +97,10 @@ class ScalarWriter:
         self._tf = tf
         Path(folder).mkdir(parents=True, exist_ok=True)
         self._writer = tf.summary.create_file_writer(str(folder))
+        # serialized once: tf.summary.write would serialize a proto on every call
         self._metadata = tf.compat.v1.SummaryMetadata(
-            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"))
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+        ).SerializeToString()
 
     def __enter__(self) -> ScalarWriter:
         return self
