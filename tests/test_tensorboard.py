@@ -14,6 +14,8 @@ import pytest
 
 from hl_flower.best_policy import Validation
 from hl_flower.compare import CurvePoint, MethodRun
+from hl_flower.config import CONFIG_FILE, ConfigError, HLConfig, to_flat
+from hl_flower.runlog import create_run_folder, write_json
 from hl_flower.tensorboard_curves import (
     EPISODE_TAGS,
     TrainingCurves,
@@ -183,6 +185,19 @@ def test_the_flag_alone_turns_it_on() -> None:
                            (["--tensorboard", "false"], False),
                            (["--tensorboard", "true"], True)):
         assert config_from_args(build_parser().parse_args(args)).tensorboard is expected
+
+
+def test_a_resume_may_turn_the_curves_on_and_nothing_else(tmp_path: Path) -> None:
+    from sim import build_parser, config_from_args
+
+    run = create_run_folder(tmp_path / "run", overwrite=False, kind="train")
+    write_json(run / CONFIG_FILE, to_flat(HLConfig(dataset="digits", num_nodes=4)))
+    resume = ["--resume", str(run), "--episodes", "20"]
+    config = config_from_args(build_parser().parse_args([*resume, "--tensorboard"]))
+    assert (config.tensorboard, config.episodes, config.num_nodes) == (True, 20, 4)
+    with pytest.raises(ConfigError, match="drop --nodes .only --episodes and "
+                                          "--tensorboard may change"):
+        config_from_args(build_parser().parse_args([*resume, "--nodes", "5"]))
 
 
 # --- a real run through sim.py ------------------------------------------------
