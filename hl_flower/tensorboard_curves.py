@@ -123,7 +123,7 @@ class ScalarWriter:
         self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close (again: nothing happens)."""
+        """Flush and close; closing again does nothing."""
         self._writer.close()
 
 
@@ -140,8 +140,9 @@ class TrainingCurves:
                  validations: Sequence[Validation] = ()) -> None:
         """Open the run's writer, after writing what the event files lack of
         the finished ``steps``, ``episodes`` and ``validations`` a resumed
-        run starts from (empty for a new run; a new run's folder keeps no
-        older event files).
+        run starts from (none for a new run). Event files holding points
+        beyond those (an older run's, or episodes the resume went back on)
+        are removed first, and everything is written anew.
 
         Imports TensorFlow. Raises OSError when the folder cannot be written.
         """
@@ -191,8 +192,8 @@ class TrainingCurves:
         self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close the writer (again: nothing happens). The points
-        of an episode that did not finish are not written."""
+        """Flush and close the writer; closing again does nothing. The
+        points of an episode that did not finish are not written."""
         self._pending.clear()
         self._writer.close()
 
