@@ -46,6 +46,9 @@ from hl_flower.methods import (  # noqa: E402
 from hl_flower.settings_help import SETTING_HELP  # noqa: E402
 
 COMMANDS = ("train", "compare", "eval")
+# What --resume lets change: how long the run goes on, and a run option
+# that does not touch the results.
+RESUME_MAY_CHANGE = "--episodes and --tensorboard"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -90,7 +93,7 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     if command == "train":
         parser.add_argument("--resume", default="", metavar="RUN_FOLDER",
                             help="continue a stopped run from its last checkpoint "
-                                 "(its settings; only --episodes may change)")
+                                 f"(its settings; only {RESUME_MAY_CHANGE} may change)")
     else:
         add_compare_flags(parser, command)
     settings = parser.add_argument_group(
@@ -102,8 +105,9 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
         default = getattr(quick, field.name)
         differs = "" if default == getattr(paper, field.name) else (
             f"; paper: {getattr(paper, field.name)!r}")
+        switch = {"nargs": "?", "const": "true"} if isinstance(field.default, bool) else {}
         settings.add_argument(f"--{flag}", dest=f"hl_{field.name}", default=None,
-                              metavar=type(field.default).__name__.upper(),
+                              metavar=type(field.default).__name__.upper(), **switch,
                               help=f"{SETTING_HELP[field.name]} (default: "
                                    f"{default!r}{differs})")
     return parser
@@ -158,12 +162,12 @@ def config_from_args(args: argparse.Namespace) -> HLConfig:
     overrides = {field.name.replace("_", "-"): getattr(args, f"hl_{field.name}")
                  for field in fields(HLConfig)
                  if getattr(args, f"hl_{field.name}") is not None}
-    changed = sorted(set(overrides) - {"episodes"})
+    changed = sorted(set(overrides) - {"episodes", "tensorboard"})
     if getattr(args, "resume", "") and changed:
         name = changed[0].replace("-", "_")
         flag = FLAG_ALIASES.get(name, name).replace("_", "-")
         raise ConfigError(f"--resume continues with the run's own settings; drop "
-                          f"--{flag} (only --episodes may change)")
+                          f"--{flag} (only {RESUME_MAY_CHANGE} may change)")
     return from_flat(overrides, base=base_config(args)).validate()
 
 

@@ -63,6 +63,15 @@ class Validation:
                    statistics.fmean(r.reached_goal for r in results),
                    " | ".join(" ".join(map(str, r.path)) for r in results))
 
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> Validation:
+        """A row of ``validation.csv`` back as a Validation (its ``best``
+        column is left out). Raises KeyError, TypeError or ValueError for a
+        row that is not whole."""
+        kinds = {"int": int, "float": float, "str": str}
+        return cls(**{f.name: kinds[str(f.type)](row[f.name])
+                      for f in dataclasses.fields(cls)})
+
     def rank(self) -> tuple[float, float, float]:
         """Sort key: fewer steps, then higher final accuracy, then lower cost."""
         return (self.steps, -self.accuracy, self.communication_cost)
@@ -124,6 +133,8 @@ class BestPolicy:
                 rows = [r for r in csv.DictReader(handle)
                         if int(r["episodes_done"]) <= episodes_done]
         self.validated = {int(r["episodes_done"]) for r in rows}
+        # the validations logged before (a resumed run's), oldest first
+        self.history = _readable(rows)
         saved = folder / BEST_FOLDER / VALIDATION_FILE
         if rows and saved.is_file():
             kept = Validation(**json.loads(saved.read_text()))
@@ -152,6 +163,7 @@ class BestPolicy:
             self._save(validation, agent)
             self.best = validation
         self.validated.add(validation.episodes_done)
+        self.history.append(validation)
         with self.log.open("a", newline="") as handle:
             csv.DictWriter(handle, COLUMNS).writerow(
                 dataclasses.asdict(validation) | {"best": improved})
@@ -163,3 +175,15 @@ class BestPolicy:
             agent.save(staging)
             write_json(staging / CONFIG_FILE, to_flat(self.config))
             write_json(staging / VALIDATION_FILE, dataclasses.asdict(validation))
+
+
+def _readable(rows: list[dict[str, str]]) -> list[Validation]:
+    """The rows of ``validation.csv`` that read back whole (not a line torn
+    by a kill)."""
+    validations = []
+    for row in rows:
+        try:
+            validations.append(Validation.from_row(row))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return validations

@@ -37,6 +37,7 @@ from .plots import plot_comparison
 from .report import write_report
 from .runlog import logging_into
 from .server_app import greedy_policy, run_hl, start_run_folder
+from .tensorboard_curves import write_method_curves
 
 
 @dataclass(frozen=True)
@@ -189,5 +190,7 @@ def make_compare_app(plan: ComparePlan, on_step: StepCallback | None = None,
                  f"seeds {', '.join(map(str, plan.seeds))}")
         plan.table = write_report(plan.folder, plan.stem, runs, curves, title)
         plot_comparison(runs, curves, cfg.goal, cfg.max_steps, plan.folder, plan.stem)
+        if cfg.tensorboard:
+            write_method_curves(plan.folder, runs, curves)
 
     return server_app

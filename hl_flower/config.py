@@ -102,6 +102,7 @@ class HLConfig:
     reply_timeout: float = 600.0  # seconds to wait for a node's reply
     failure_cooldown: int = 5  # steps a failed node is skipped before a retry
     max_failures: int = 50  # failed or rejected replies before the run stops
+    tensorboard: bool = False  # also write training curves to <run>/tensorboard/
 
     def validate(self) -> HLConfig:
         """Raise :class:`ConfigError` naming the first bad setting."""

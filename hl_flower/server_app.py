@@ -48,6 +48,7 @@ from .runlog import (
     write_json,
     write_partition_table,
 )
+from .tensorboard_curves import TrainingCurves
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
@@ -82,9 +83,15 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
             strategy.policy_updates = checkpoint.policy_updates
             strategy.refresh_policy_version()  # the loaded weights, not the fresh ones
         recorder.resume(first_episode)
+    best = BestPolicy(folder, config, first_episode)
+    # The curves of the episodes and validations the run goes on from, then its own.
+    curves = TrainingCurves(folder, recorder.steps, recorder.episodes,
+                            best.history) if config.tensorboard else None
 
     def step_done(result: StepResult) -> None:
         recorder.on_step(result)
+        if curves:
+            curves.on_step(result)
         if on_step:
             on_step(result)
 
@@ -92,10 +99,11 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
         recorder.on_episode(result)
         agent.save(folder)
         save_checkpoint(folder, agent, result.episode + 1, strategy.policy_updates)
+        if curves:  # after the checkpoint: the curves never hold an episode a resume replays
+            curves.on_episode(result)
         if on_episode:
             on_episode(result)
 
-    best = BestPolicy(folder, config, first_episode)
     evaluate = TestSetEvaluator(config)
     new_model = model_factory(config)
     stopped = None
@@ -105,6 +113,8 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
             if best.needs(done):
                 validation = validate_greedy(grid, config, agent, done, evaluate)
                 improved = best.record(validation, agent)
+                if curves:
+                    curves.on_validation(validation)
                 if on_validation:
                     on_validation(validation, improved)
             if done >= config.episodes:
@@ -115,6 +125,9 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
             done = stop
     except NodeFailure as failure:  # logged so far stays; the summary says why
         stopped = str(failure)
+    finally:
+        if curves:
+            curves.close()
     summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
                                     "policy_updates": strategy.policy_updates,
                                     "resumed_from_episode": first_episode if resume else None,

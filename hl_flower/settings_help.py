@@ -103,4 +103,7 @@ SETTING_HELP: dict[str, str] = {
     "reply_timeout": "seconds to wait for a node's reply before it counts as failed",
     "failure_cooldown": "steps a failed node is skipped before it is tried again",
     "max_failures": "failed or rejected replies after which the run stops",
+    "tensorboard": "also write training curves (per episode, step and validation) "
+                   "as TensorBoard event files in <run>/tensorboard; the CSVs are "
+                   "unchanged (may be turned on with --resume)",
 }
