@@ -54,6 +54,8 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=10)
     parser.add_argument("extra", nargs="*", help="arguments for sim.py, after --")
     args = parser.parse_args()
+    if args.nodes < 2 or args.seeds < 1:
+        parser.error("--nodes must be at least 2 and --seeds at least 1")
     extra = ["--nodes", str(args.nodes), *args.extra]
     print("| node trained alone | reached goal | steps to goal | final accuracy |")
     print("|---|---|---|---|")
@@ -68,7 +70,8 @@ def main() -> int:
             print(f"| {node} | {reached:.0%} | {steps[0]:.1f} ± {steps[1]:.1f} | "
                   f"{accuracy[0]:.3f} ± {accuracy[1]:.3f} |", flush=True)
     best = min(ranks, key=ranks.__getitem__)
-    print(f"best node on seeds {args.seed + 1}-{args.seed + args.seeds}: {best} "
+    seeds = f"{args.seed + 1}-{args.seed + args.seeds}" if args.seeds > 1 else args.seed + 1
+    print(f"best node on seeds {seeds}: {best} "
           f"(use --best-node {best})")
     return 0
 

@@ -44,7 +44,7 @@ def starter_nodes(text: str | int, num_nodes: int) -> tuple[int, ...]:
     if spec == RANDOM:
         return tuple(range(num_nodes))
     parts = [part.strip() for part in spec.split(",")]
-    if not all(part.isdecimal() for part in parts):
+    if not all(part.isascii() and part.isdigit() for part in parts):
         raise ConfigError(f"--starter {text!r} is not a node id, 'random' or a list of "
                           f"node ids; use for example --starter 0, --starter random "
                           f"or --starter 0,3,7")

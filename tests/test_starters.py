@@ -44,7 +44,7 @@ def test_starter_forms(text: str | int, nodes: tuple[int, ...]) -> None:
 @pytest.mark.parametrize(("text", "says"), [
     ("10", "node 10 is not a node"), ("-1", "not a node id"), ("x", "not a node id"),
     ("1,1", "twice"), ("", "not a node id"), ("1,", "not a node id"),
-    ("2.0", "not a node id")])
+    ("2.0", "not a node id"), ("\u0663", "not a node id")])
 def test_bad_starters_are_one_line(text: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says) as err:
         starter_nodes(text, 10)
