@@ -17,8 +17,10 @@ import pytest
 
 from hl_flower.config import ConfigError, saved_config
 from hl_flower.distance import reference_distance
-from hl_flower.methods import DEFAULT_METHODS
+from hl_flower.methods import default_methods
 from hl_flower.report import report_csv
+
+ONE_STARTER_METHODS = default_methods(several_starters=False)  # no BestNode
 
 pytestmark = pytest.mark.slow  # real simulations or processes
 
@@ -61,14 +63,14 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_table_and_plots_hold_one_row_per_method(compared: Path) -> None:
     summary = read_csv(compared / "compare.csv")
-    assert [row["method"] for row in summary] == list(DEFAULT_METHODS)
+    assert [row["method"] for row in summary] == list(ONE_STARTER_METHODS)
     assert all(row["runs"] == "2" for row in summary)
     runs = read_csv(compared / "compare_runs.csv")
-    assert len(runs) == 2 * len(DEFAULT_METHODS)
+    assert len(runs) == 2 * len(ONE_STARTER_METHODS)
     assert {r["seed"] for r in runs} == {"1", "2"}  # after the training seed 0
     table = (compared / "compare.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")][1:]
-    assert [row.split("|")[1].strip() for row in rows] == list(DEFAULT_METHODS)
+    assert [row.split("|")[1].strip() for row in rows] == list(ONE_STARTER_METHODS)
     assert "Paper ratios" in table and "FedAvg's communication cost is blank" in table
     for name in ("compare_accuracy_vs_cost.png", "compare_accuracy_vs_bytes.png",
                  "compare_steps.png", "training.png", "partitions.png"):
@@ -187,7 +189,7 @@ def test_benchmarks_read_a_compare_folder_and_refuse_others(compared: Path,
     returns = benchmark("rule_returns", str(compared))
     assert returns.returncode == 0, returns.stderr
     rows = {line.split("|")[1].strip() for line in returns.stdout.splitlines()[2:]}
-    assert rows == set(DEFAULT_METHODS) - {"FedAvg"}  # FedAvg has no hops, so no HL reward
+    assert rows == set(ONE_STARTER_METHODS) - {"FedAvg"}  # FedAvg has no hops, so no HL reward
     merged = benchmark("merge_compare", f"{compared}:HL-tiny")
     assert merged.returncode == 0, merged.stderr
     assert "| HL-tiny |" in merged.stdout and "| Standalone |" in merged.stdout

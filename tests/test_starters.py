@@ -17,6 +17,7 @@ import pytest
 from hl_flower.best_policy import validation_seeds
 from hl_flower.config import ConfigError, HLConfig, preset
 from hl_flower.distance import reference_distance
+from hl_flower.methods import default_methods
 from hl_flower.starters import starter_nodes, starter_of
 from strategies import BestNode, Standalone
 from tests.sim_runner import refused
@@ -169,3 +170,9 @@ def test_the_random_starter_preset_validates_once_per_node_apart_from_evaluation
     seeds = validation_seeds(config)
     assert sorted(starter_of(nodes, seed, 0) for seed in seeds) == list(nodes)
     assert not set(seeds) & set(range(301, 321))  # compare --seed 300 --seeds 20
+
+
+def test_compare_runs_best_node_by_default_only_when_episodes_start_at_several_nodes() -> None:
+    assert "BestNode" in default_methods(several_starters=True)
+    assert "BestNode" not in default_methods(several_starters=False)
+    assert default_methods(True)[0] == "HL-greedy" and default_methods(False)[-1] == "FedAvg"
