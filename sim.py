@@ -71,7 +71,10 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     parser = OneLineParser(prog=f"python sim.py {command}", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
-                        help="named settings to start from (default: quick)")
+                        help="named settings to start from (default: quick): quick "
+                             "(12 episodes), paper (every reference setting), improved "
+                             "(40 episodes, best validated policy kept), random-starter "
+                             "(improved with episodes starting anywhere)")
     parser.add_argument("--out", default="runs",
                         help="parent of the run folder (default: runs)")
     parser.add_argument("--name", default="",

@@ -59,9 +59,9 @@ SETTING_HELP: dict[str, str] = {
     "reward_scale": "factor applied to rewards before they are stored",
     "n_step": "rewards summed per stored transition before bootstrapping",
     "truncation": "an episode that ends at --max-steps without the goal: terminal "
-                  "(target r, the paper's) or bootstrap (target r + gamma x max Q of "
-                  "the state at the cap: a time limit is not a terminal state; Pardo "
-                  "et al., ICML 2018)",
+                  "(target r, the paper's) or bootstrap (target r + gamma^n V of the "
+                  "state at the cap, V as --target-sync/--double-dqn say: a time "
+                  "limit is not a terminal state; Pardo et al., ICML 2018)",
     "node_policy_budget_mb": "MB all nodes' policy copies may take; beyond it the "
                              "policy travels with every decision",
     "validate_every": "episodes between greedy validations keeping the best "
