@@ -347,9 +347,9 @@ def _parse(text: str | None, annotation: str) -> Any:
     """A CSV cell back to the type its dataclass field declares."""
     if text is None:
         raise ValueError("missing cell")
-    if annotation in ("float | None", "int | None"):
-        return None if text == "" else {"float | None": float, "int | None": int}[
-            annotation](text)
+    optional = {"float | None": float, "int | None": int}.get(annotation)
+    if optional is not None:
+        return None if text == "" else optional(text)
     if annotation == "list[int]":
         return [int(n) for n in text.split()]
     if annotation == "list[str]":

@@ -44,6 +44,10 @@ class RuleBasedHop(TravellingModel):
         """The node among ``candidates`` that trains after ``holder``."""
         raise NotImplementedError
 
+    def stay_or_nearest(self, holder: int, candidates: list[int]) -> int:
+        """The holder if it is a candidate, else the candidate nearest to it."""
+        return holder if holder in candidates else self.nearest(holder, candidates)
+
     def choose_next(self, grid: Grid, metrics: MetricRecord, step_config: ConfigRecord
                     ) -> tuple[None, list[int]]:
         """Apply the rule to the current holder, over all nodes."""
@@ -104,7 +108,7 @@ class Standalone(RuleBasedHop):
 
     def next_node(self, holder: int, candidates: list[int]) -> int:
         """The model never leaves the holder (unless it failed)."""
-        return holder if holder in candidates else self.nearest(holder, candidates)
+        return self.stay_or_nearest(holder, candidates)
 
 
 class BestNode(RuleBasedHop):
@@ -136,4 +140,4 @@ class BestNode(RuleBasedHop):
         """The best node; while it is unavailable, stay (or the nearest)."""
         if self.best_node in candidates:
             return self.best_node
-        return holder if holder in candidates else self.nearest(holder, candidates)
+        return self.stay_or_nearest(holder, candidates)

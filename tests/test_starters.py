@@ -5,14 +5,12 @@ from the server's steps, not from the code)."""
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_compare import read_csv, sim
 
 from hl_flower.best_policy import validation_seeds
 from hl_flower.config import ConfigError, HLConfig, preset
@@ -22,15 +20,9 @@ from hl_flower.starters import starter_nodes, starter_of
 from strategies import BestNode, Standalone
 from tests.sim_runner import refused
 
-ROOT = Path(__file__).resolve().parents[1]
 NODES = 4
 TINY = ["--dataset", "digits", "--nodes", str(NODES), "--main-samples", "140",
         "--other-samples", "100", "--learning-rate", "0.005", "--max-steps", "4"]
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        return list(csv.DictReader(handle))
 
 
 # --- parsing and drawing ----------------------------------------------------
@@ -119,11 +111,6 @@ def test_best_node_takes_its_node_from_the_settings() -> None:
 
 
 # --- real runs through Flower's simulation engine ----------------------------
-
-def sim(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "sim.py", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
-
 
 @pytest.mark.slow
 def test_compare_starts_every_method_at_the_same_drawn_node(tmp_path: Path) -> None:
