@@ -171,7 +171,24 @@ def config_from_args(args: argparse.Namespace) -> HLConfig:
         flag = FLAG_ALIASES.get(name, name).replace("_", "-")
         raise ConfigError(f"--resume continues with the run's own settings; drop "
                           f"--{flag} (only {RESUME_MAY_CHANGE} may change)")
-    return from_flat(overrides, base=base_config(args)).validate()
+    config = from_flat(overrides, base=base_config(args))
+    check_policy(getattr(args, "policy", ""), config)
+    return config.validate()
+
+
+def check_policy(folder: str, config: HLConfig) -> None:
+    """ConfigError or ValueError unless ``folder`` (if given) holds a policy
+    that fits ``config``; checked before the settings are, since a policy's
+    config.json brings settings (such as --best-node) that only fit its own
+    node count."""
+    if not folder:
+        return
+    if not Path(folder).is_dir():
+        raise ConfigError(f"--policy {folder} is not a folder; point to a run "
+                          "folder that holds policy.weights.h5")
+    from hl_flower.policy_file import check_policy_fits
+
+    check_policy_fits(Path(folder), config)
 
 
 def resume_point(args: argparse.Namespace, config: HLConfig) -> int:
@@ -201,9 +218,6 @@ def check_compare_args(args: argparse.Namespace, command: str, config: HLConfig
         return []
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.policy and not Path(args.policy).is_dir():
-        raise ConfigError(f"--policy {args.policy} is not a folder; point to a run "
-                          "folder that holds policy.weights.h5")
     if command == "eval":
         return [HL_GREEDY]
     if not args.methods:

@@ -21,9 +21,7 @@ import numpy as np
 
 from . import tf_setup  # noqa: F401  (quiet TF before import)
 from .config import CHOICES, HLConfig
-
-POLICY_WEIGHTS = "policy.weights.h5"
-POLICY_META = "policy.json"
+from .policy_file import POLICY_META, POLICY_WEIGHTS, check_policy_fits, policy_meta
 
 
 @dataclass(frozen=True)
@@ -257,49 +255,12 @@ class DQNAgent:
     def save(self, folder: Path) -> None:
         """Write ``policy.weights.h5`` and ``policy.json`` (shape metadata)."""
         self.network.save_weights(folder / POLICY_WEIGHTS)
-        meta = {"num_nodes": self.config.num_nodes,
-                "observation": self.config.observation,
-                "actions": self.config.actions,
-                "observation_size": self.config.observation_size,
-                "hidden": [self.config.dqn_hidden_1, self.config.dqn_hidden_2]}
-        (folder / POLICY_META).write_text(json.dumps(meta, indent=2))
+        (folder / POLICY_META).write_text(json.dumps(policy_meta(self.config), indent=2))
 
     def load(self, folder: Path) -> None:
         """Load weights saved by :meth:`save`, refusing another shape."""
-        meta_path, weights_path = folder / POLICY_META, folder / POLICY_WEIGHTS
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise ValueError(f"{folder} holds no policy ({POLICY_WEIGHTS} and "
-                             f"{POLICY_META}); point to a run folder")
-        try:
-            meta = json.loads(meta_path.read_text())
-            nodes = int(meta["num_nodes"])
-            hidden = [int(h) for h in meta["hidden"]]
-            observation = str(meta.get("observation", "reference"))
-            actions = str(meta.get("actions", "absolute"))
-            observation_size = int(meta.get("observation_size", self.config.observation_size))
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(f"{meta_path} is corrupt; re-train or pick "
-                             "another policy") from None
-        if nodes != self.config.num_nodes or hidden != [
-                self.config.dqn_hidden_1, self.config.dqn_hidden_2]:
-            raise ValueError(f"policy in {folder} is for {nodes} nodes and "
-                             f"hidden sizes {hidden}; this run has "
-                             f"{self.config.num_nodes} nodes; run it with --nodes {nodes} "
-                             f"--dqn-hidden-1 {hidden[0]} --dqn-hidden-2 {hidden[1]}, or "
-                             "give a policy trained for this run")
-        if (observation, actions) != (self.config.observation, self.config.actions):
-            raise ValueError(f"policy in {folder} reads the {observation!r} "
-                             f"observation with {actions} actions; run it with "
-                             f"--observation {observation} --actions {actions}")
-        if observation_size != self.config.observation_size:
-            per_node = observation_size // max(nodes, 1)
-            fix = (f"--pca-components {per_node}" if observation == "reference"
-                   and observation_size == nodes * per_node else "its own settings")
-            raise ValueError(f"policy in {folder} reads observations of size "
-                             f"{observation_size}; this run's are "
-                             f"{self.config.observation_size} ({self.config.num_nodes} "
-                             f"nodes x --pca-components {self.config.pca_components}); "
-                             f"run it with {fix}")
+        check_policy_fits(folder, self.config)
+        weights_path = folder / POLICY_WEIGHTS
         try:
             with warnings.catch_warnings():  # the optimizer's slots are not needed
                 warnings.filterwarnings("ignore", "Skipping variable loading")

@@ -103,6 +103,17 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["eval", "--policy", "policies/mnist5k-n10-improved", "--pca-components", "5"],
      "reads observations of size 100; this run's are 50 (10 nodes x --pca-components 5); "
      "run it with --pca-components 10"),
+    # the policy's config.json brings --best-node 5: the node count is the cause
+    (["compare", "--policy", "policies/mnist5k-n10-random-starter", "--nodes", "4"],
+     "error: the policy in policies/mnist5k-n10-random-starter was trained for 10 nodes "
+     "and cannot run with --nodes 4; run it with --nodes 10, or give a policy trained "
+     "for 4 nodes"),
+    (["eval", "--policy", "policies/mnist5k-n10-improved", "--nodes", "20"],
+     "trained for 10 nodes and cannot run with --nodes 20"),
+    (["eval", "--policy", "policies/mnist5k-n10-improved", "--dqn-hidden-2", "64"],
+     "has hidden sizes [500, 200]; run it with --dqn-hidden-1 500 --dqn-hidden-2 200"),
+    (["eval", "--policy", "policies/mnist5k-n10-random-starter", "--observation",
+      "reference"], "run it with --observation progress --actions absolute"),
     (["compare", "--seeds", "0"], "--seeds"),
     (["compare", "--methods", "RandomHop,Oracle"], "unknown method 'Oracle'"),
     (["compare", "--fedavg-fraction", "0"], "--fedavg-fraction"),
