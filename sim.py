@@ -29,6 +29,7 @@ from hl_flower.best_policy import BEST_FOLDER  # noqa: E402
 from hl_flower.config import (  # noqa: E402
     CONFIG_FILE,
     FLAG_ALIASES,
+    MAX_SEED,
     PRESETS,
     ConfigError,
     HLConfig,
@@ -218,6 +219,12 @@ def check_compare_args(args: argparse.Namespace, command: str, config: HLConfig
         return []
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if config.seed + args.seeds > MAX_SEED:
+        raise ConfigError(f"--seed {config.seed} --seeds {args.seeds} would play seeds "
+                          f"up to {config.seed + args.seeds}, past {MAX_SEED} (2**32 - 1; "
+                          "the evaluation seeds are --seed + 1 .. --seed + --seeds); use "
+                          f"--seed {max(MAX_SEED - args.seeds, 0)} or less"
+                          + ("" if args.seeds < MAX_SEED else f" and --seeds {MAX_SEED} or fewer"))
     if command == "eval":
         return [HL_GREEDY]
     if not args.methods:

@@ -150,6 +150,13 @@ class HLConfig:
             if not 0 <= getattr(self, name) <= MAX_SEED:
                 raise ConfigError(f"--{_flag(name)} must be in 0..{MAX_SEED} "
                                   f"(2**32 - 1), got {getattr(self, name)}")
+        last_validation = self.validation_first_seed + self.validation_seeds - 1
+        if self.validate_every and last_validation > MAX_SEED:
+            raise ConfigError(f"--validation-first-seed {self.validation_first_seed} "
+                              f"--validation-seeds {self.validation_seeds} would validate "
+                              f"on seeds up to {last_validation}, past {MAX_SEED} "
+                              f"(2**32 - 1); use --validation-first-seed "
+                              f"{MAX_SEED - self.validation_seeds + 1} or less")
         if self.replay_batch > self.replay_size:
             raise ConfigError(f"--replay-batch {self.replay_batch} is more than "
                               f"--replay-size {self.replay_size}, so the DQN would "

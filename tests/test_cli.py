@@ -120,6 +120,12 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["compare", "--k", "0"], "--k"),
     (["--seed", "-1"], "--seed must be in 0..4294967295 (2**32 - 1), got -1"),
     (["--distance-seed", "5000000000"], "--distance-seed must be in 0..4294967295"),
+    (["compare", "--seed", "4294967295", "--seeds", "2"],
+     "error: --seed 4294967295 --seeds 2 would play seeds up to 4294967297, past "
+     "4294967295 (2**32 - 1; the evaluation seeds are --seed + 1 .. --seed + --seeds); "
+     "use --seed 4294967293 or less"),
+    (["eval", "--policy", "policies/mnist5k-n10-improved", "--seed", "4294967291"],
+     "--seed 4294967291 --seeds 5 would play seeds up to 4294967296"),
     (["--replay-batch", "64", "--replay-size", "32"],
      "--replay-batch 64 is more than --replay-size 32, so the DQN would never train"),
     (["--client-app", "hl_flower.drills"], "is not <module>:<attribute>"),

@@ -149,6 +149,9 @@ def test_from_flat_rejects_badly_typed_values(key: str, value: object) -> None:
         ({"epsilon_decay": -0.1}, "--epsilon-decay"),
         ({"discount": 1.1}, "--discount"),
         ({"replay_batch": 0}, "--replay-batch"),
+        ({"validate_every": 5, "validation_first_seed": 2**32 - 1},
+         "--validation-first-seed 4294967295 --validation-seeds 2 would validate on "
+         "seeds up to 4294967296, past"),
     ],
 )
 def test_validate_rejects_bad_setting(changes: dict, flag: str) -> None:
@@ -174,6 +177,8 @@ def test_validate_names_the_nodes_flag_for_zero_nodes() -> None:
         {"discount": 0.0},
         {"path_average": 0.0},
         {"path_average": 0.999},
+        {"validate_every": 5, "validation_first_seed": 2**32 - 2},  # 2**32 - 1 last
+        {"validation_first_seed": 2**32 - 1},  # never validated: no range to play
     ],
 )
 def test_validate_accepts_boundary_values(changes: dict) -> None:
