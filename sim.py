@@ -71,7 +71,7 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
     """Flags for the run, the command, and one per HL setting."""
     parser = OneLineParser(prog=f"python sim.py {command}", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS),
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS), type=str.lower,
                         help="named settings to start from (default: quick): quick "
                              "(12 episodes), paper (every reference setting), improved "
                              "(40 episodes, best validated policy kept), random-starter "

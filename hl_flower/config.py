@@ -104,6 +104,14 @@ class HLConfig:
     max_failures: int = 50  # failed or rejected replies before the run stops
     tensorboard: bool = False  # also write training curves to <run>/tensorboard/
 
+    def __post_init__(self) -> None:
+        """Words are taken in any case and kept in lower case (see
+        :data:`WORD_SETTINGS`), whichever way the settings came."""
+        for name in WORD_SETTINGS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, _lower_word(value))
+
     def validate(self) -> HLConfig:
         """Raise :class:`ConfigError` naming the first bad setting."""
         positive = ("num_nodes", "main_samples", "local_epochs", "batch_size",
@@ -260,6 +268,19 @@ def observation_size(observation: str, num_nodes: int, pca_components: int) -> i
 CHOICES = {"reward": ("reference", "gain"), "observation": ("reference", "progress"),
            "actions": ("absolute", "relative"), "dqn_updates": ("episode", "step"),
            "dqn_loss": ("mse", "huber"), "truncation": ("terminal", "bootstrap")}
+# Settings that are words (or start with one), matched in any case and kept in
+# lower case; a dataset's idx:<folder> keeps its folder as given.
+WORD_SETTINGS = (*CHOICES, "starter", "partition", "dataset")
+# What a true/false setting takes, in any case.
+SWITCH_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+                "false": False, "no": False, "off": False, "0": False}
+SWITCH_FORMS = "true or false (or yes/no, on/off, 1/0)"
+
+
+def _lower_word(text: str) -> str:
+    """``text`` stripped, in lower case up to its first colon."""
+    word, colon, rest = text.strip().partition(":")
+    return word.lower() + colon + rest
 
 
 SLICED_PARTITIONS = ("reference", "disjoint")  # sized by --main-samples/--other-samples
@@ -381,18 +402,14 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
         raise ConfigError(f"{where} must be a number, got the boolean {value!r}")
     try:
         if kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1")
-            return bool(value)
+            return SWITCH_WORDS[value.strip().lower()] if isinstance(value, str) else bool(value)
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError(value)
         return kind(value)
-    except (TypeError, ValueError):
-        kind_name = {"int": "whole number", "float": "number", "bool": "true or false",
+    except (TypeError, ValueError, KeyError):
+        kind_name = {"int": "a whole number", "float": "a number", "bool": SWITCH_FORMS,
                      "str": "text"}.get(kind.__name__, kind.__name__)
-        raise ConfigError(f"{where} must be a {kind_name}, got {value!r}") from None
+        raise ConfigError(f"{where} must be {kind_name}, got {value!r}") from None
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -28,11 +28,13 @@ def default_methods(several_starters: bool) -> tuple[str, ...]:
 
 
 def check_methods(names: list[str]) -> list[str]:
-    """The names in canonical order, or a ConfigError naming the bad one."""
-    unknown = [n for n in names if n not in METHODS]
+    """The names (in any case) as spelled in :data:`METHODS`, in its order,
+    or a ConfigError naming the bad one."""
+    unknown = [n for n in names if n.lower() not in {m.lower() for m in METHODS}]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r} in --methods; "
                           f"choose from {','.join(METHODS)}")
     if not names:
         raise ConfigError(f"--methods is empty; choose from {','.join(METHODS)}")
-    return [m for m in METHODS if m in names]
+    given = {n.lower() for n in names}
+    return [m for m in METHODS if m.lower() in given]

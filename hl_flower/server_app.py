@@ -31,7 +31,15 @@ from .best_policy import (
     validation_seeds,
 )
 from .checkpoint import load_latest, save_checkpoint
-from .config import CONFIG_FILE, ConfigError, HLConfig, from_flat, to_flat
+from .config import (
+    CONFIG_FILE,
+    SWITCH_FORMS,
+    SWITCH_WORDS,
+    ConfigError,
+    HLConfig,
+    from_flat,
+    to_flat,
+)
 from .data import partition_class_counts
 from .distance import distance_matrix
 from .dqn import DQNAgent
@@ -246,6 +254,6 @@ def _overwrite(value: object) -> bool:
     """The run config's ``overwrite``: true or false (ConfigError otherwise)."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise ConfigError(f"overwrite must be true or false, got {value!r}")
+    if isinstance(value, str) and value.strip().lower() in SWITCH_WORDS:
+        return SWITCH_WORDS[value.strip().lower()]
+    raise ConfigError(f"overwrite must be {SWITCH_FORMS}, got {value!r}")

@@ -76,6 +76,8 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--double-dqn", "true"], "--double-dqn needs a target network"),
     (["--dqn-loss", "l2"], "--dqn-loss"),
     (["--double-dqn", "maybe"], "double-dqn"),
+    (["--tensorboard=maybe"],
+     "error: --tensorboard must be true or false (or yes/no, on/off, 1/0), got 'maybe'"),
     (["--nodes", "ten"], "--nodes (run-config key num-nodes) must be a whole number, got 'ten'"),
     (["--goal", "high"], "--goal must be a number, got 'high'"),
     (["--dataset", "digits"], "--main-samples"),
@@ -143,6 +145,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str],
     assert lines[0].startswith("error:") and expected in lines[0]
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_words_and_switches_take_any_case_and_are_stored_in_lower_case() -> None:
+    import sim
+
+    args = sim.build_parser("compare").parse_args([
+        "--preset", "Improved", "--starter", "RANDOM", "--truncation", "BOOTSTRAP",
+        "--tensorboard=yes", "--double-dqn", "On", "--target-sync", "5",
+        "--methods", "randomhop, FEDAVG,hl-Greedy"])
+    config = sim.config_from_args(args)
+    assert args.preset == "improved" and config.episodes == 40
+    assert (config.starter, config.truncation) == ("random", "bootstrap")
+    assert config.tensorboard is True and config.double_dqn is True
+    assert sim.check_compare_args(args, "compare", config) == ["HL-greedy", "RandomHop",
+                                                               "FedAvg"]
 
 
 def test_existing_run_folder_is_refused_and_kept(tmp_path: Path) -> None:

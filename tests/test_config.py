@@ -123,8 +123,33 @@ def test_from_flat_rejects_snake_case_key() -> None:
 )
 def test_from_flat_rejects_badly_typed_values(key: str, value: object) -> None:
     flag = r"--nodes \(run-config key num-nodes\)" if key == "num-nodes" else f"--{key}"
-    with pytest.raises(ConfigError, match=f"^{flag} must be a"):
+    with pytest.raises(ConfigError, match=f"^{flag} must be "):
         from_flat({key: value})
+
+
+def test_words_take_any_case_and_are_stored_in_lower_case() -> None:
+    config = from_flat({"truncation": "BOOTSTRAP", "starter": " Random ", "dqn-loss": "Huber",
+                        "partition": "Dirichlet:0.5", "dataset": "IDX:/Data/Fashion"})
+    assert (config.truncation, config.starter, config.dqn_loss) == ("bootstrap", "random",
+                                                                     "huber")
+    assert config.partition == "dirichlet:0.5"
+    assert config.dataset == "idx:/Data/Fashion"  # the folder as given
+    assert HLConfig(observation="PROGRESS").observation == "progress"  # the Python API too
+    assert to_flat(config)["truncation"] == "bootstrap"  # what config.json gets
+
+
+@pytest.mark.parametrize(("word", "value"), [
+    ("true", True), ("TRUE", True), ("yes", True), ("On", True), ("1", True),
+    ("false", False), ("No", False), ("OFF", False), ("0", False)])
+def test_switches_take_true_false_yes_no_on_off_and_1_0_in_any_case(word: str,
+                                                                     value: bool) -> None:
+    assert from_flat({"tensorboard": word}).tensorboard is value
+
+
+def test_a_bad_switch_names_every_form() -> None:
+    with pytest.raises(ConfigError, match=r"^--tensorboard must be true or false \(or "
+                                          r"yes/no, on/off, 1/0\), got 'maybe'$"):
+        from_flat({"tensorboard": "maybe"})
 
 
 @pytest.mark.parametrize(

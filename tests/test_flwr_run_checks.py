@@ -51,6 +51,9 @@ def test_an_existing_run_folder_is_kept_unless_overwrite_is_set(tmp_path: Path) 
     assert (folder / "steps.csv").read_text() == "earlier run\n"
     _, again = checked_run(run_config(tmp_path, overwrite=True))
     assert again == folder and not (folder / "steps.csv").exists()
+    (folder / "steps.csv").write_text("earlier run\n")
+    _, again = checked_run(run_config(tmp_path, overwrite="Yes"))  # as every switch
+    assert again == folder and not (folder / "steps.csv").exists()
     assert config.num_nodes == 4
 
 
