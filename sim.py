@@ -357,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{err.strerror or err} ({err.filename or args.out}); pick another --out",
               file=sys.stderr)
         return 2
+    for caution in config.cautions():
+        print(f"warning: {caution}", file=sys.stderr)
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
     episodes = f", {config.episodes} training episodes" if trains else ""
     resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""

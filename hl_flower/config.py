@@ -19,6 +19,7 @@ CONFIG_FILE = "config.json"  # a run folder's or policy's settings, written by t
 
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState and Keras' set_random_seed refuse more
+PATH_AVERAGE_SLOW = 0.999  # a larger decay (half-life over 693 steps) draws a warning
 
 
 class ConfigError(ValueError):
@@ -219,6 +220,17 @@ class HLConfig:
         if not 0.0 < self.server_tau < math.inf:
             raise ConfigError(f"--server-tau must be a positive number (Flower's default: "
                               f"0.001), got {self.server_tau}")
+
+    def cautions(self) -> list[str]:
+        """Settings that are valid but probably not meant, one line each
+        (sim.py prints them as warnings; the run goes on)."""
+        decay = self.path_average
+        if decay <= PATH_AVERAGE_SLOW:
+            return []
+        return [f"--path-average {decay}: the average's half-life is "
+                f"{math.log(0.5) / math.log(decay):.0f} steps (ln 0.5 / ln d) against at "
+                f"most {self.max_steps} per episode, so it will barely follow the "
+                "training; 0.5 to 0.9 halve in 1 to 7 steps"]
 
     def replace(self, **changes: Any) -> HLConfig:
         """Return a copy with some settings changed."""

@@ -82,7 +82,8 @@ SETTING_HELP: dict[str, str] = {
                     "baselines: after each step the server adopts avg = d x avg + "
                     "(1 - d) x the returned model (avg = that model at an episode's "
                     "step 1), sends it to the next holder and evaluates it; no extra "
-                    "bytes (0 = off; Flower's strategies ignore it)",
+                    "bytes (0 = off; Flower's strategies ignore it; over 0.999 a "
+                    "warning: its half-life, ln 0.5 / ln d, is then over 693 steps)",
     "server_learning_rate": "server step of FedAvgM (multiplies the averaged update; "
                             "1 = FedAvg) and eta of FedAdam and FedYogi (weight units "
                             "per round); 0 = Flower's default for each: 1.0, 0.1, 0.01",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +29,27 @@ class Finished:
 
 def refused(*args: str) -> Finished:
     """Run ``python sim.py *args`` in this process (from the project root)."""
-    import sim
 
     def accepted(*_: object, **__: object) -> None:
         raise AssertionError(f"sim.py {' '.join(args)} was accepted and would run")
 
+    return _main(args, accepted)  # a refusal never gets this far
+
+
+def started(*args: str) -> Finished:
+    """Like :func:`refused`, for input that is accepted: everything up to the
+    run (checks, warnings, the run folder, the opening line), then a run
+    that returns at once with an empty closing text."""
+    return _main(args, lambda *_, **__: ("", None, {}))
+
+
+def _main(args: tuple[str, ...], run: Callable[..., object]) -> Finished:
+    import sim
+
     out, err = io.StringIO(), io.StringIO()
-    previous, run = Path.cwd(), sim.run
+    previous, real_run = Path.cwd(), sim.run
     os.chdir(ROOT)
-    sim.run = accepted  # a refusal never gets this far
+    sim.run = run
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -45,5 +58,5 @@ def refused(*args: str) -> Finished:
                 code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         os.chdir(previous)
-        sim.run = run
+        sim.run = real_run
     return Finished(code, out.getvalue(), err.getvalue())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sim_runner import refused
+from sim_runner import refused, started
 
 from hl_flower.idx import write_idx_folder
 
@@ -160,6 +160,23 @@ def test_words_and_switches_take_any_case_and_are_stored_in_lower_case() -> None
     assert config.tensorboard is True and config.double_dqn is True
     assert sim.check_compare_args(args, "compare", config) == ["HL-greedy", "RandomHop",
                                                                "FedAvg"]
+
+
+DIGITS = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
+          "--other-samples", "100"]
+
+
+def test_a_path_average_that_barely_moves_is_run_with_one_warning(tmp_path: Path) -> None:
+    done = started(*DIGITS, "--path-average", "0.9999999", "--out", str(tmp_path),
+                   "--name", "slow")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [
+        "warning: --path-average 0.9999999: the average's half-life is 6931471 steps "
+        "(ln 0.5 / ln d) against at most 36 per episode, so it will barely follow the "
+        "training; 0.5 to 0.9 halve in 1 to 7 steps"]
+    quiet = started(*DIGITS, "--path-average", "0.999", "--out", str(tmp_path),
+                    "--name", "usual")
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 def test_existing_run_folder_is_refused_and_kept(tmp_path: Path) -> None:

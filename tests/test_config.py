@@ -211,6 +211,20 @@ def test_validate_accepts_boundary_values(changes: dict) -> None:
     assert config.validate() is config
 
 
+@pytest.mark.parametrize(("decay", "half_life"), [(0.9991, "770"), (0.9999999, "6931471")])
+def test_a_path_average_over_0_999_draws_one_caution_with_its_half_life(
+        decay: float, half_life: str) -> None:
+    (caution,) = HLConfig(path_average=decay).validate().cautions()
+    assert caution.startswith(f"--path-average {decay}: the average's half-life is "
+                              f"{half_life} steps")
+    assert "barely follow the training" in caution and "\n" not in caution
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5, 0.9, 0.999])
+def test_a_usual_path_average_draws_no_caution(decay: float) -> None:
+    assert HLConfig(path_average=decay).cautions() == []
+
+
 def test_paper_preset_equals_defaults() -> None:
     assert preset("paper") == HLConfig()
 
