@@ -34,6 +34,7 @@ from hl_flower.config import (  # noqa: E402
     ConfigError,
     HLConfig,
     from_flat,
+    policy_config,
     preset,
     saved_config,
 )
@@ -123,7 +124,8 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
     group.add_argument("--policy", required=command == "eval", default="",
                        help="folder with policy.weights.h5 and policy.json (a run "
                             "folder or policies/<name>); its config.json, if any, "
-                            "replaces the preset" + ("" if command == "eval" else
+                            "replaces the preset (but for --tensorboard, which "
+                            "follows this command line)" + ("" if command == "eval" else
                                                      "; default: train HL first"))
     group.add_argument("--seeds", type=int, default=5,
                        help="evaluation seeds, counted on from the training seed "
@@ -143,7 +145,7 @@ def base_config(args: argparse.Namespace) -> HLConfig:
         check_resumable(Path(resume))
         return saved_config(Path(resume))
     if policy and (Path(policy) / CONFIG_FILE).is_file():
-        return saved_config(Path(policy))
+        return policy_config(Path(policy), preset(args.preset))
     return preset(args.preset)
 
 

@@ -405,6 +405,18 @@ def saved_config(folder: Path) -> HLConfig:
                           "policy)") from None
 
 
+# How a run logs, not what it runs: an eval or compare of a policy takes these
+# from its own command line, not from the policy's config.json.
+RUN_LOGGING = ("tensorboard",)
+
+
+def policy_config(folder: Path, base: HLConfig) -> HLConfig:
+    """The settings a policy was trained with (:func:`saved_config`), but
+    :data:`RUN_LOGGING`'s, which are ``base``'s (the preset's)."""
+    return saved_config(folder).replace(**{name: getattr(base, name)
+                                           for name in RUN_LOGGING})
+
+
 def _coerce(name: str, value: Any, kind: type) -> Any:
     """Convert a flag's or run-config value to the field's type, or explain
     why not (naming the flag, and the run-config key where it differs)."""

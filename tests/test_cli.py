@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 from sim_runner import refused, started
 
+from hl_flower.config import HLConfig
 from hl_flower.idx import write_idx_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,6 +163,25 @@ def test_words_and_switches_take_any_case_and_are_stored_in_lower_case() -> None
     assert config.tensorboard is True and config.double_dqn is True
     assert sim.check_compare_args(args, "compare", config) == ["HL-greedy", "RandomHop",
                                                                "FedAvg"]
+
+
+@pytest.mark.parametrize("command", ["eval", "compare"])
+def test_a_policy_brings_its_settings_but_not_how_its_run_logged(tmp_path: Path,
+                                                                 command: str) -> None:
+    import sim
+
+    policy = tmp_path / "policy"
+    shutil.copytree(ROOT / "policies" / "mnist5k-n10-random-starter", policy)
+    saved = json.loads((policy / "config.json").read_text())
+    (policy / "config.json").write_text(json.dumps(saved | {"tensorboard": True}))
+
+    def config(*flags: str) -> HLConfig:
+        return sim.config_from_args(sim.build_parser(command).parse_args(
+            ["--policy", str(policy), *flags]))
+
+    assert config().tensorboard is False  # the command line's (the preset's)
+    assert (config().best_node, config().starter) == (5, "random")  # the policy's
+    assert config("--tensorboard").tensorboard is True
 
 
 DIGITS = ["--dataset", "digits", "--nodes", "4", "--main-samples", "140",
