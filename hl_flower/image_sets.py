@@ -137,7 +137,7 @@ def _read_dataset(name: str) -> Dataset:
         return _load_keras_mnist()
     if name.startswith("idx:") and len(name) > 4:
         return _load_idx(name[4:])
-    raise DataError(f"unknown dataset {name!r}; use one of: " + ", ".join(DATASETS))
+    raise DataError(f"unknown --dataset {name!r}; use one of: " + ", ".join(DATASETS))
 
 
 @functools.lru_cache(maxsize=4)

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .data import DataError
+
 if TYPE_CHECKING:
     import keras
 
@@ -173,6 +175,8 @@ def call_task(module: ModuleType, function: str, config: HLConfig, *args: Any) -
     except TaskError:
         raise
     except Exception as err:  # noqa: BLE001 - the user's code failed: one line
+        if isinstance(err, DataError) and task_name(config) == REFERENCE_TASK:
+            raise  # the built-in task's own line, naming --dataset
         called = (f" (HL calls it as {SIGNATURES[function]})"
                   if isinstance(err, TypeError) and function in SIGNATURES else "")
         raise TaskError(f"--task {task_name(config)}: {function}() raised "

@@ -72,7 +72,9 @@ def write_bad_files(folder: Path) -> dict[str, Path]:
     (["--goal", "0"], "--goal"),
     (["--max-failures", "0"], "--max-failures"),
     (["--starter", "10"], "--starter"),
-    (["--dataset", "cifar"], "unknown dataset"),
+    (["--dataset", "digitz"],  # the built-in task's data errors name --dataset alone
+     "error: unknown --dataset 'digitz'; use one of: mnist-5k, digits, mnist, idx:<folder>"),
+    (["--dataset", "idx:/nonexistent/folder"], "error: --dataset idx:/nonexistent/folder: "),
     (["--preset", "nope"], "--preset"),
     (["--partition", "random"], "--partition"),
     (["--actions", "relative"], "--actions relative needs --observation progress"),

@@ -288,7 +288,7 @@ def test_digits_dataset_is_8x8_and_split_per_class() -> None:
 
 @pytest.mark.parametrize("name", ["mnist-6k", "MNIST-5K", "idx:", "cifar10", ""])
 def test_unknown_dataset_raises(name: str) -> None:
-    with pytest.raises(DataError, match="unknown dataset"):
+    with pytest.raises(DataError, match="unknown --dataset"):
         load_dataset(name)
 
 
