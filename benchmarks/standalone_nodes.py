@@ -13,7 +13,9 @@ it reached the goal, its steps and its final accuracy, then the best node
 ``--best-node`` of the BestNode baseline. Pick it on training seeds (the
 default, seeds 1-5, which HL's training seeds 0-2 also play) and evaluate on
 others. Extra arguments after ``--`` go to ``sim.py`` (dataset, partition,
-goal...). Nothing is asserted.
+goal...), but not those the script gives it (:data:`RESERVED`). A mistake
+in them ends the script with sim.py's one-line error and exit code 2, before
+the table. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,34 @@ sys.path.insert(0, str(ROOT))
 
 from hl_flower.report import mean_std  # noqa: E402
 
+HEADER = ("| node trained alone | reached goal | steps to goal | final accuracy |\n"
+          "|---|---|---|---|")
+# sim.py flags the script gives itself: after --, one would override it.
+# flag: (its dest in sim.py's parser, what to do instead)
+RESERVED = {
+    "--starter": ("hl_starter", "drop it: each node starts in turn"),
+    "--methods": ("methods", "drop it: the script runs Standalone"),
+    "--best-node": ("hl_best_node", "drop it: the script finds the best node"),
+    "--seed": ("hl_seed", "give it before --"),
+    "--seeds": ("seeds", "give it before --"),
+    "--nodes": ("hl_num_nodes", "give it before --"),
+    "--out": ("out", "drop it: the runs go to a temporary folder"),
+    "--name": ("name", "drop it: the runs go to a temporary folder"),
+}
+
+
+def reserved_flag(extra: list[str]) -> str | None:
+    """The first flag of :data:`RESERVED` among ``extra``, read as sim.py
+    reads them (abbreviations and --flag=value too). A flag sim.py does not
+    know ends the script with sim.py's one-line error and exit code 2."""
+    import sim
+
+    parser = sim.build_parser("compare")
+    parser.set_defaults(**{dest: None for dest, _ in RESERVED.values()})
+    given = vars(parser.parse_args(extra))
+    return next((flag for flag, (dest, _) in RESERVED.items() if given[dest] is not None),
+                None)
+
 
 def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],
                     out: str) -> list[dict[str, str]]:
@@ -39,8 +69,10 @@ def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],
         [sys.executable, "sim.py", "compare", "--methods", "Standalone", "--starter",
          str(node), "--seed", str(seed), "--seeds", str(seeds), "--out", out,
          "--name", name, *extra], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr.strip().splitlines()[-1])
+    if done.returncode != 0:  # sim.py's last line: its error (one line on a mistake)
+        print((done.stderr.strip().splitlines() or [f"sim.py exited with {done.returncode}"])
+              [-1], file=sys.stderr)
+        raise SystemExit(2 if done.returncode == 2 else 1)
     with (Path(out) / name / "compare_runs.csv").open() as handle:
         return list(csv.DictReader(handle))
 
@@ -56,13 +88,18 @@ def main() -> int:
     args = parser.parse_args()
     if args.nodes < 2 or args.seeds < 1:
         parser.error("--nodes must be at least 2 and --seeds at least 1")
+    flag = reserved_flag(args.extra)
+    if flag:
+        print(f"error: {flag} after -- would override what the script gives sim.py; "
+              f"{RESERVED[flag][1]}", file=sys.stderr)
+        return 2
     extra = ["--nodes", str(args.nodes), *args.extra]
-    print("| node trained alone | reached goal | steps to goal | final accuracy |")
-    print("|---|---|---|---|")
     ranks = {}
     with tempfile.TemporaryDirectory() as out:
         for node in range(args.nodes):
             rows = standalone_runs(node, args.seed, args.seeds, extra, out)
+            if node == 0:  # sim.py took the flags: the table can start
+                print(HEADER)
             reached = sum(r["reached_goal"] == "True" for r in rows) / len(rows)
             steps = mean_std([float(r["steps"]) for r in rows])
             accuracy = mean_std([float(r["accuracy"]) for r in rows])

@@ -5,6 +5,8 @@ from the server's steps, not from the code)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from hl_flower.starters import starter_nodes, starter_of
 from strategies import BestNode, Standalone
 from tests.sim_runner import refused
 
+ROOT = Path(__file__).resolve().parents[1]
 NODES = 4
 TINY = ["--dataset", "digits", "--nodes", str(NODES), "--main-samples", "140",
         "--other-samples", "100", "--learning-rate", "0.005", "--max-steps", "4"]
@@ -108,6 +111,33 @@ def test_best_node_takes_its_node_from_the_settings() -> None:
     config = HLConfig(num_nodes=NODES, best_node=2, starter="random").validate()
     rule = BestNode.from_config(config, reference_distance(NODES))
     assert rule.best_node == 2 and rule.starters == (0, 1, 2, 3)
+
+
+# --- benchmarks/standalone_nodes.py, which picks --best-node -----------------
+
+def standalone_nodes(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/standalone_nodes.py", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--", "--starter", "3"], "error: --starter after -- would override what the script "
+                               "gives sim.py; drop it: each node starts in turn"),
+    (["--", "--start=3"], "error: --starter after --"),  # as sim.py reads it
+    (["--", "--methods", "RandomHop"], "error: --methods after --"),
+    (["--", "--best-node", "2"], "error: --best-node after --"),
+    (["--seeds", "2", "--", "--seeds", "3"], "error: --seeds after -- would override what "
+                                             "the script gives sim.py; give it before --"),
+    (["--", "--goal", "2"], "error: --goal must be in (0, 1], got 2.0"),  # sim.py's line
+    (["--", "--no-such-flag"], "error: unrecognized arguments: --no-such-flag"),
+])
+def test_standalone_nodes_refuses_bad_flags_for_sim_before_its_table(args: list[str],
+                                                                     says: str) -> None:
+    done = standalone_nodes(*args)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""  # no table header
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(says), done.stderr
 
 
 # --- real runs through Flower's simulation engine ----------------------------
