@@ -52,12 +52,16 @@ class ConsoleProgress:
             self.bar.set_postfix_str(f"step {step.step} acc {step.accuracy:.3f}")
 
     def on_episode(self, episode: EpisodeResult) -> None:
-        """Print the episode's line above the bar."""
+        """Print the episode's line above the bar; it ends with the node the
+        episode started from when that is drawn (``--starter`` random or a
+        list)."""
         self.episodes.append(episode)
+        drawn = len(self.config.starter_nodes) > 1 and episode.starter is not None
         self._print(f"episode {episode.episode + 1:3d}/{self.config.episodes}  "
                     f"steps {episode.steps:2d}  acc {episode.accuracy:.3f}  "
                     f"cost {episode.communication_cost:.3f}  "
-                    f"reward {episode.total_reward:7.3f}  eps {episode.epsilon:.3f}")
+                    f"reward {episode.total_reward:7.3f}  eps {episode.epsilon:.3f}"
+                    + (f"  from {episode.starter}" if drawn else ""))
         if self.bar is not None:
             self.bar.update(1)
 

@@ -12,9 +12,10 @@ Tags of a training run, and what their x-axis (TensorBoard's "step") counts:
 
 * ``episode/steps``, ``episode/communication_cost``, ``episode/return``
   (the episode's total reward), ``episode/epsilon``, ``episode/accuracy``
-  (test accuracy at the episode's end, 0-1) and ``episode/dqn_loss`` (only
-  after episodes in which the DQN trained): x = training episodes done,
-  i.e. ``episode + 1`` of the ``episodes.csv`` row.
+  (test accuracy at the episode's end, 0-1), ``episode/dqn_loss`` (only
+  after episodes in which the DQN trained) and ``episode/starter`` (the node
+  of step 1): x = training episodes done, i.e. ``episode + 1`` of the
+  ``episodes.csv`` row.
 * ``validation/steps``, ``validation/accuracy``,
   ``validation/communication_cost``, ``validation/reached_goal`` (every
   numeric figure of a :class:`~hl_flower.best_policy.Validation`, means over
@@ -58,6 +59,7 @@ EPISODE_TAGS = {  # tag: EpisodeResult field
     "episode/epsilon": "epsilon",
     "episode/accuracy": "accuracy",
     "episode/dqn_loss": "dqn_loss",
+    "episode/starter": "starter",
 }
 VALIDATION_PREFIX = "validation/"
 VALIDATION_X = "episodes_done"  # the Validation field that is the x-axis, not a curve
@@ -220,7 +222,8 @@ def write_method_curves(run: Path, runs: Sequence[MethodRun],
     ``<run>/tensorboard/<method>/`` (a TensorBoard run, so the methods share
     each chart) holding ``method/<figure>`` of every numeric figure of its
     episodes (steps, reached_goal as 0 or 1, accuracy, communication_cost,
-    bytes_sent, model_transfers, wall_time) at x = the evaluation seed, and
+    bytes_sent, model_transfers, wall_time, and the starter but for Flower's
+    strategies) at x = the evaluation seed, and
     ``seed_<seed>/accuracy``, ``seed_<seed>/cumulative_cost`` and
     ``seed_<seed>/cumulative_bytes`` at x = the step of that seed's episode.
     NaN figures (a Flower strategy's cost) are left out.

@@ -18,8 +18,9 @@ from hl_flower.best_policy import validation_seeds
 from hl_flower.config import ConfigError, HLConfig, preset
 from hl_flower.distance import reference_distance
 from hl_flower.methods import default_methods
+from hl_flower.progress_bar import ConsoleProgress
 from hl_flower.starters import starter_nodes, starter_of
-from strategies import BestNode, Standalone
+from strategies import BestNode, EpisodeResult, Standalone
 from tests.sim_runner import refused
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,16 @@ def test_config_and_flags_check_the_starter() -> None:
     assert "--starter 0,9: node 9 is not a node of --nodes 4" in done.stderr
     done = refused("--best-node", "4", "--nodes", "4")
     assert done.returncode == 2 and "--best-node 4 is not a node" in done.stderr
+
+
+@pytest.mark.parametrize(("starter", "tail"), [("random", "  from 7"), ("3,7", "  from 7"),
+                                              ("7", "")])
+def test_the_episode_line_names_the_starter_only_when_it_is_drawn(
+        capsys: pytest.CaptureFixture[str], starter: str, tail: str) -> None:
+    result = EpisodeResult(2, 26, 0.81, 0.9, -17.6, 0.6, True, 4000, None, 3.0, starter=7)
+    ConsoleProgress(HLConfig(starter=starter, episodes=40)).on_episode(result)
+    assert capsys.readouterr().out == ("episode   3/40  steps 26  acc 0.810  cost 0.900  "
+                                       f"reward -17.600  eps 0.600{tail}\n")
 
 
 # --- strategies ---------------------------------------------------------------

@@ -50,7 +50,8 @@ def step(episode: int, number: int, accuracy: float, done: bool = False) -> Step
 
 def episode(number: int, steps: int, accuracy: float, loss: float | None) -> EpisodeResult:
     return EpisodeResult(number, steps, accuracy, 0.25 * steps, -2.0 * steps,
-                         0.5 ** number, accuracy >= 0.8, 4000, loss, 1.5)
+                         0.5 ** number, accuracy >= 0.8, 4000, loss, 1.5,
+                         starter=(3 * number) % 4)
 
 
 def play(curves: TrainingCurves, number: int, accuracies: list[float],
@@ -77,6 +78,7 @@ def test_fake_episodes_and_a_validation_read_back(tmp_path: Path) -> None:
     assert scalars["episode/epsilon"] == [(1, 1.0), (2, 0.5)]
     same_points(scalars["episode/accuracy"], [(1, 0.7), (2, 0.9)])
     assert scalars["episode/dqn_loss"] == [(2, 0.125)]
+    assert scalars["episode/starter"] == [(1, 0.0), (2, 3.0)]
     assert scalars["validation/steps"] == [(2, 3.5)]
     assert scalars["validation/accuracy"] == [(2, 0.75)]
     assert scalars["validation/communication_cost"] == [(2, 1.25)]
@@ -150,12 +152,12 @@ def test_an_event_file_cut_by_a_kill_reads_up_to_the_cut(tmp_path: Path) -> None
     (path,) = event_files(tensorboard_folder(tmp_path))
     path.write_bytes(path.read_bytes()[:-7])  # the last record torn
     scalars = read_scalars(tensorboard_folder(tmp_path))
-    assert len(scalars["step/accuracy"]) == 2 and "episode/epsilon" in scalars
-    assert "episode/accuracy" not in scalars  # the last point written
+    assert len(scalars["step/accuracy"]) == 2 and "episode/accuracy" in scalars
+    assert "episode/starter" not in scalars  # the last point written (no loss yet)
 
 
 def test_compare_writes_a_folder_per_method(tmp_path: Path) -> None:
-    runs = [MethodRun("Standalone", seed, 2, True, 0.85, 0.0, 2000, 4, 1.0, "0 0")
+    runs = [MethodRun("Standalone", seed, 2, True, 0.85, 0.0, 2000, 4, 1.0, "0 0", starter=0)
             for seed in (1, 2)]
     runs.append(MethodRun("FedAvg", 1, 1, False, 0.5, math.nan, 8000, 8, 2.0, ""))
     curves = [CurvePoint("Standalone", seed, step, "0", 0.4 * step + 0.05, 0.0, 1000 * step)
@@ -165,7 +167,7 @@ def test_compare_writes_a_folder_per_method(tmp_path: Path) -> None:
     folder = tensorboard_folder(tmp_path)
     assert event_files(folder) == []  # no training: nothing at the top
     standalone = read_scalars(folder / "Standalone")
-    assert set(standalone) == {f"method/{name}" for name in METHOD_FIGURES} | {
+    assert set(standalone) == {f"method/{name}" for name in (*METHOD_FIGURES, "starter")} | {
         f"seed_{seed}/{name}" for seed in (1, 2)
         for name in ("accuracy", "cumulative_cost", "cumulative_bytes")}
     assert standalone["method/steps"] == [(1, 2.0), (2, 2.0)]
@@ -174,6 +176,7 @@ def test_compare_writes_a_folder_per_method(tmp_path: Path) -> None:
     assert standalone["seed_1/cumulative_bytes"] == [(1, 1000.0), (2, 2000.0)]
     fedavg = read_scalars(folder / "FedAvg")
     assert "method/communication_cost" not in fedavg  # NaN: no hops
+    assert "method/starter" not in fedavg  # no holder: no starter
     assert "seed_1/cumulative_cost" not in fedavg
     assert fedavg["method/bytes_sent"] == [(1, 8000.0)]
 
