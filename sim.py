@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -61,6 +62,15 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help text wrapped at spaces only, never inside a word such as a flag
+    (--target-sync) or a method (HL-greedy)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_long_words=False,
+                             break_on_hyphens=False)
+
+
 def split_command(argv: list[str]) -> tuple[str, list[str]]:
     """The command (train when none is given) and the remaining arguments."""
     if argv and argv[0] in COMMANDS:
@@ -71,7 +81,7 @@ def split_command(argv: list[str]) -> tuple[str, list[str]]:
 def build_parser(command: str = "train") -> argparse.ArgumentParser:
     """Flags for the run, the command, and one per HL setting."""
     parser = OneLineParser(prog=f"python sim.py {command}", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=HelpFormatter)
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS), type=str.lower,
                         help="named settings to start from (default: quick): quick "
                              "(12 episodes), paper (every reference setting), improved "
@@ -132,8 +142,8 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                             "(default: 5)")
     if command == "compare":
         group.add_argument("--methods", default="",
-                           help=f"comma-separated subset of {','.join(METHODS)} "
-                                f"(default: {','.join(DEFAULT_METHODS)}, BestNode only "
+                           help=f"comma-separated subset of {', '.join(METHODS)} "
+                                f"(default: {', '.join(DEFAULT_METHODS)}; BestNode only "
                                 "when --starter names several nodes); the Flower "
                                 "strategies' own settings are flags below")
 

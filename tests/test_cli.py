@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from sim_runner import refused, started
 
 from hl_flower.config import HLConfig
 from hl_flower.idx import write_idx_folder
+from hl_flower.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,6 +203,19 @@ def test_a_path_average_that_barely_moves_is_run_with_one_warning(tmp_path: Path
     quiet = started(*DIGITS, "--path-average", "0.999", "--out", str(tmp_path),
                     "--name", "usual")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "120"])
+def test_help_wraps_at_spaces_never_inside_a_word(monkeypatch: pytest.MonkeyPatch,
+                                                  columns: str) -> None:
+    import sim
+
+    monkeypatch.setenv("COLUMNS", columns)
+    for command in sim.COMMANDS:
+        text = sim.build_parser(command).format_help()
+        assert not re.search(r"\w-\n", text), command  # no --target-/sync, HL-/greedy
+        if command == "compare":  # every method whole, however the list wraps
+            assert set(METHODS) <= {word.strip(",;()") for word in text.split()}
 
 
 def test_existing_run_folder_is_refused_and_kept(tmp_path: Path) -> None:
