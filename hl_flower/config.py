@@ -453,12 +453,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "validate-every": 5, "validation-seeds": 3},
     # Episodes that start anywhere (docs/results.md section 14): `improved`
     # with a starter drawn per episode, the progress observation (which
-    # names the holder), and validation on 10 seeds from 401, one episode
-    # starting at each node, apart from the evaluation seeds 301-320.
+    # names the holder), validation on 10 seeds from 401 (one episode
+    # starting at each node, apart from the evaluation seeds 301-320), and
+    # the DQN trained after every step on 3-step returns with a target
+    # network (a copy every 50 updates) and Double DQN targets.
     "random-starter": {"normalize-targets": False, "episodes": 40, "epsilon-decay": 0.1,
                        "validate-every": 5, "validation-seeds": 10,
                        "validation-first-seed": 401, "starter": "random",
-                       "observation": "progress"},
+                       "observation": "progress", "dqn-updates": "step", "n-step": 3,
+                       "target-sync": 50, "double-dqn": True},
 }
 
 
