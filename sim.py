@@ -86,7 +86,8 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
                         help="named settings to start from (default: quick): quick "
                              "(12 episodes), paper (every reference setting), improved "
                              "(40 episodes, best validated policy kept), random-starter "
-                             "(improved with episodes starting anywhere)")
+                             "(improved with episodes starting anywhere and the DQN "
+                             "trained after every step)")
     parser.add_argument("--out", default="runs",
                         help="parent of the run folder (default: runs)")
     parser.add_argument("--name", default="",
