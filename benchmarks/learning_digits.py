@@ -5,6 +5,7 @@
     python benchmarks/learning_digits.py --seeds 5 --episodes 40
     python benchmarks/learning_digits.py -- --validate-every 0   # extra sim.py flags
     python benchmarks/learning_digits.py --random-starter       # HL against Standalone
+    python benchmarks/learning_digits.py --random-starter -- --partition dirichlet:0.3
 
 For each training seed, trains HL with the ``improved`` preset on ``digits``
 (10 nodes, 60 samples of the node's class and 60 of the others, goal 0.6),

@@ -15,8 +15,9 @@ import pytest
 from deploy.local import LocalFederation
 
 # Measured with --durations (docs: README, "Tests"); the rest follow in file order.
-LONGEST_FIRST = ("test_deployment.py", "test_clientapp_worker.py", "test_resume.py",
-                 "test_sim_integration.py", "test_learning_digits.py", "test_compare.py",
+LONGEST_FIRST = ("test_learning_random_starter.py", "test_deployment.py",
+                 "test_clientapp_worker.py", "test_resume.py", "test_sim_integration.py",
+                 "test_learning_digits.py", "test_compare.py",
                  "test_failures.py", "test_tensorboard.py", "test_shipped_policy.py",
                  "test_starters.py", "test_forgetting.py", "test_task.py", "test_scale.py",
                  "test_ray_cluster.py", "test_truncation.py", "test_traffic.py")
