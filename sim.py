@@ -373,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     for caution in config.cautions():
         print(f"warning: {caution}", file=sys.stderr)
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
-    episodes = f", {config.episodes} training episodes" if trains else ""
+    plural = "" if config.episodes == 1 else "s"
+    episodes = f", {config.episodes} training episode{plural}" if trains else ""
     resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""
     print(f"{command} on {config.task or config.dataset}: {config.num_nodes} nodes, goal "
           f"{config.goal}{episodes}{resumed}; writing {folder}")

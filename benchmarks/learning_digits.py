@@ -1,4 +1,4 @@
-"""Does a short training with the ``improved`` preset learn on digits?
+"""Does a short HL training learn on digits (preset improved, or random-starter)?
 
     python benchmarks/learning_digits.py                     # training seed 0
     python benchmarks/learning_digits.py --training-seeds 3  # seeds 0, 1, 2; the mean decides
@@ -26,26 +26,45 @@ against Standalone, which keeps the model wherever the episode started:
 HL's mean steps to the goal at most 0.9x Standalone's (its own ratio is 1
 by definition; RandomHop's ratio is printed beside it).
 
+Flags after ``--`` go to ``sim.py compare``, except those the script sets
+itself (:data:`RESERVED`); a mistake in them ends the script with sim.py's
+one-line error and exit code 2.
+
 With ``--json`` the last line is the verdict as JSON (``tests/test_learning_digits.py``
 reads it). Each training seed takes a few minutes on 2 cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.sim_flags import refusal, run_sim  # noqa: E402
+from deploy.cli import OneLineParser  # noqa: E402
+
 DIGITS = ["--dataset", "digits", "--nodes", "10", "--main-samples", "60",
           "--other-samples", "60", "--goal", "0.6"]
 STEPS_MARGIN, COST_MARGIN = 0.8, 0.5
 STANDALONE_MARGIN = 0.9  # --random-starter: HL's steps over Standalone's
+# sim.py flags the script gives itself: after --, one would override it.
+# flag: (its dest in sim.py's parser, what to do instead)
+RESERVED: dict[str, tuple[str, str]] = {
+    "--seed": ("hl_seed", "use the script's --seed (the first training seed)"),
+    "--seeds": ("seeds", "use the script's --seeds"),
+    "--episodes": ("hl_episodes", "use the script's --episodes"),
+    "--preset": ("preset", "drop it: --random-starter picks the preset"),
+    "--methods": ("methods", "drop it: the script runs HL-greedy, RandomHop and Standalone"),
+    "--out": ("out", "drop it: the runs go to a temporary folder"),
+    "--name": ("name", "drop it: the runs go to a temporary folder"),
+}
+STARTER = {"--starter": ("hl_starter", "drop it: --random-starter draws the starters")}
 
 
 def per_method(rows: list[dict[str, str]], column: str) -> dict[str, float]:
@@ -59,13 +78,9 @@ def train_and_compare(seed: int, seeds: int, episodes: int, extra: list[str],
                       preset: str = "improved") -> tuple[str, dict[str, float]]:
     """Train on one seed and compare; the printed table and the ratios to RandomHop."""
     with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run(
-            [sys.executable, "sim.py", "compare", "--preset", preset, *DIGITS,
-             "--episodes", str(episodes), "--seeds", str(seeds), "--seed", str(seed),
-             *extra, "--methods", "HL-greedy,RandomHop,Standalone", "--out", out,
-             "--name", "digits"], cwd=ROOT, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(done.stderr[-2000:])
+        done = run_sim(["compare", "--preset", preset, *DIGITS, "--episodes", str(episodes),
+                        "--seeds", str(seeds), "--seed", str(seed), *extra, "--methods",
+                        "HL-greedy,RandomHop,Standalone", "--out", out, "--name", "digits"])
         with (Path(out) / "digits" / "compare_runs.csv").open() as handle:
             rows = list(csv.DictReader(handle))
     steps = per_method(rows, "steps")
@@ -80,28 +95,37 @@ def train_and_compare(seed: int, seeds: int, episodes: int, extra: list[str],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds")
-    parser.add_argument("--episodes", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0, help="first training seed")
-    parser.add_argument("--training-seeds", type=int, default=1)
+    parser = OneLineParser(prog="python benchmarks/learning_digits.py",
+                           description=__doc__.split("\n\n")[0],
+                           epilog="Each training seed takes 3 to 10 minutes on 2 cores.")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="evaluation seeds after the training seed (default: 3; "
+                             "at least 10 with --random-starter, one per node)")
+    parser.add_argument("--episodes", type=int, default=40,
+                        help="training episodes (default: 40)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="first training seed (default: 0)")
+    parser.add_argument("--training-seeds", type=int, default=1,
+                        help="training seeds; the mean over them decides (default: 1)")
     parser.add_argument("--json", action="store_true", help="verdict as JSON, last line")
     parser.add_argument("--random-starter", action="store_true",
-                        help="episodes start at a node drawn per seed; judge HL against "
-                             "Standalone on 10 evaluation seeds (one per node)")
+                        help="train with the random-starter preset (episodes start at a "
+                             "node drawn per seed) and judge HL against Standalone")
     parser.add_argument("extra", nargs="*", help="more sim.py flags, after --")
     args = parser.parse_args()
+    if min(args.seeds, args.episodes, args.training_seeds) < 1:
+        parser.error("--seeds, --episodes and --training-seeds must be at least 1")
+    refused = refusal(args.extra, RESERVED | (STARTER if args.random_starter else {}))
+    if refused:
+        print(refused, file=sys.stderr)
+        return 2
     preset = "random-starter" if args.random_starter else "improved"
     if args.random_starter:
         args.seeds = max(args.seeds, 10)
     per_seed = []
     for seed in range(args.seed, args.seed + args.training_seeds):
-        try:
-            table, ratios = train_and_compare(seed, args.seeds, args.episodes, args.extra,
-                                              preset)
-        except RuntimeError as error:
-            print(error, file=sys.stderr)
-            return 1
+        table, ratios = train_and_compare(seed, args.seeds, args.episodes, args.extra,
+                                          preset)
         print(f"training seed {seed}\n{table}\nHL-greedy / RandomHop: steps "
               f"{ratios['steps']:.3f}, cost per step {ratios['cost_per_step']:.3f}; "
               f"Standalone needed {ratios['standalone_steps']:.1f} steps (HL-greedy / "

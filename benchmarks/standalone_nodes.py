@@ -20,9 +20,7 @@ the table. Nothing is asserted.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,13 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.sim_flags import refusal, run_sim  # noqa: E402
+from deploy.cli import OneLineParser  # noqa: E402
 from hl_flower.report import mean_std  # noqa: E402
 
 HEADER = ("| node trained alone | reached goal | steps to goal | final accuracy |\n"
           "|---|---|---|---|")
 # sim.py flags the script gives itself: after --, one would override it.
 # flag: (its dest in sim.py's parser, what to do instead)
-RESERVED = {
+RESERVED: dict[str, tuple[str, str]] = {
     "--starter": ("hl_starter", "drop it: each node starts in turn"),
     "--methods": ("methods", "drop it: the script runs Standalone"),
     "--best-node": ("hl_best_node", "drop it: the script finds the best node"),
@@ -48,50 +48,36 @@ RESERVED = {
 }
 
 
-def reserved_flag(extra: list[str]) -> str | None:
-    """The first flag of :data:`RESERVED` among ``extra``, read as sim.py
-    reads them (abbreviations and --flag=value too). A flag sim.py does not
-    know ends the script with sim.py's one-line error and exit code 2."""
-    import sim
-
-    parser = sim.build_parser("compare")
-    parser.set_defaults(**{dest: None for dest, _ in RESERVED.values()})
-    given = vars(parser.parse_args(extra))
-    return next((flag for flag, (dest, _) in RESERVED.items() if given[dest] is not None),
-                None)
-
-
 def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],
                     out: str) -> list[dict[str, str]]:
     """The per-seed rows of Standalone trained at ``node``."""
     name = f"standalone-{node}"
-    done = subprocess.run(
-        [sys.executable, "sim.py", "compare", "--methods", "Standalone", "--starter",
-         str(node), "--seed", str(seed), "--seeds", str(seeds), "--out", out,
-         "--name", name, *extra], cwd=ROOT, capture_output=True, text=True)
-    if done.returncode != 0:  # sim.py's last line: its error (one line on a mistake)
-        print((done.stderr.strip().splitlines() or [f"sim.py exited with {done.returncode}"])
-              [-1], file=sys.stderr)
-        raise SystemExit(2 if done.returncode == 2 else 1)
+    run_sim(["compare", "--methods", "Standalone", "--starter", str(node), "--seed",
+             str(seed), "--seeds", str(seeds), "--out", out, "--name", name, *extra])
     with (Path(out) / name / "compare_runs.csv").open() as handle:
         return list(csv.DictReader(handle))
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python benchmarks/standalone_nodes.py",
+                           description=__doc__.split("\n\n")[0],
+                           epilog="Runs `sim.py compare --methods Standalone --starter j` "
+                                  "once per node j (a few minutes each on mnist-5k).")
     parser.add_argument("--seed", type=int, default=0,
                         help="the seeds played start after this one (default: 0, "
                              "so seeds 1-5: training seeds)")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--nodes", type=int, default=10)
-    parser.add_argument("extra", nargs="*", help="arguments for sim.py, after --")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="evaluation seeds per node (default: 5)")
+    parser.add_argument("--nodes", type=int, default=10, help="nodes (default: 10)")
+    parser.add_argument("extra", nargs="*",
+                        help="more sim.py flags, after -- (not --starter, --methods, "
+                             "--best-node, --seed, --seeds, --nodes, --out, --name)")
     args = parser.parse_args()
     if args.nodes < 2 or args.seeds < 1:
         parser.error("--nodes must be at least 2 and --seeds at least 1")
-    flag = reserved_flag(args.extra)
-    if flag:
-        print(f"error: {flag} after -- would override what the script gives sim.py; "
-              f"{RESERVED[flag][1]}", file=sys.stderr)
+    refused = refusal(args.extra, RESERVED)
+    if refused:
+        print(refused, file=sys.stderr)
         return 2
     extra = ["--nodes", str(args.nodes), *args.extra]
     ranks = {}

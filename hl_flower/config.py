@@ -189,8 +189,10 @@ class HLConfig:
             raise ConfigError(f"--target-sync must be 0 (no target network) or more, "
                               f"got {self.target_sync}")
         if self.double_dqn and self.target_sync == 0:
-            raise ConfigError("--double-dqn needs a target network; add --target-sync "
-                              "(for example --target-sync 10)")
+            raise ConfigError("--double-dqn needs a target network (--target-sync 1 or "
+                              "more; the random-starter preset sets --double-dqn true "
+                              "--target-sync 50); give --target-sync N, or "
+                              "--double-dqn false")
         if not self.reward_scale > 0 or math.isinf(self.reward_scale):
             raise ConfigError(f"--reward-scale must be a positive number, "
                               f"got {self.reward_scale}")

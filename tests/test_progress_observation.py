@@ -92,7 +92,7 @@ def test_progress_observation_size_does_not_depend_on_pca_components() -> None:
     ({"observation": "pixels"}, "unknown --observation 'pixels'; use reference or progress"),
     ({"dqn_updates": "batch"}, "unknown --dqn-updates"),
     ({"dqn_loss": "l1"}, "use mse or huber"),
-    ({"double_dqn": True}, "--double-dqn needs a target network; add --target-sync"),
+    ({"double_dqn": True}, "--double-dqn needs a target network (--target-sync 1 or more"),
     ({"target_sync": -1}, "--target-sync must be 0"),
     ({"reward_scale": 0.0}, "--reward-scale must be a positive number"),
     ({"n_step": 0}, "--n-step must be at least 1, got 0"),

@@ -141,14 +141,42 @@ def standalone_nodes(*args: str) -> subprocess.CompletedProcess:
                                              "the script gives sim.py; give it before --"),
     (["--", "--goal", "2"], "error: --goal must be in (0, 1], got 2.0"),  # sim.py's line
     (["--", "--no-such-flag"], "error: unrecognized arguments: --no-such-flag"),
+    (["--starter", "3"], "error: unrecognized arguments: --starter (see python "
+                         "benchmarks/standalone_nodes.py --help)"),  # before --
+    (["--seeds", "0"], "error: --nodes must be at least 2 and --seeds at least 1"),
 ])
 def test_standalone_nodes_refuses_bad_flags_for_sim_before_its_table(args: list[str],
                                                                      says: str) -> None:
-    done = standalone_nodes(*args)
+    assert_one_line_refusal(standalone_nodes(*args), says)
+
+
+def assert_one_line_refusal(done: subprocess.CompletedProcess, says: str) -> None:
+    """Exit code 2, nothing on stdout, one line on stderr starting with ``says``."""
     assert done.returncode == 2, done.stderr
-    assert done.stdout == ""  # no table header
+    assert done.stdout == ""  # no table header, no training
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(says), done.stderr
+
+
+# --- benchmarks/learning_digits.py, the learning checks -----------------------
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--training-seeds", "0"], "error: --seeds, --episodes and --training-seeds must be "
+                                "at least 1"),
+    (["--", "--seed", "5"], "error: --seed after -- would override what the script gives "
+                            "sim.py; use the script's --seed"),
+    (["--random-starter", "--", "--starter", "3"], "error: --starter after -- would "
+                                                   "override"),
+    (["--", "--preset", "paper"], "error: --preset after --"),
+    (["--", "--methods", "RandomHop"], "error: --methods after --"),
+    (["--", "--no-such-flag"], "error: unrecognized arguments: --no-such-flag"),
+    (["--", "--goal", "2"], "error: --goal must be in (0, 1], got 2.0"),  # sim.py's line
+])
+def test_learning_digits_refuses_bad_flags_before_training(args: list[str],
+                                                            says: str) -> None:
+    assert_one_line_refusal(
+        subprocess.run([sys.executable, "benchmarks/learning_digits.py", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300), says)
 
 
 # --- real runs through Flower's simulation engine ----------------------------
