@@ -33,7 +33,8 @@ def read_policy_meta(folder: Path, config: HLConfig) -> dict[str, Any]:
     meta_path, weights_path = folder / POLICY_META, folder / POLICY_WEIGHTS
     if not meta_path.is_file() or not weights_path.is_file():
         raise ValueError(f"{folder} holds no policy ({POLICY_WEIGHTS} and "
-                         f"{POLICY_META}); point to a run folder")
+                         f"{POLICY_META}); point to a training run folder, its best/, "
+                         "or a folder of policies/")
     try:
         meta = json.loads(meta_path.read_text())
         hidden = [int(h) for h in meta["hidden"]]
