@@ -120,13 +120,18 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
         flag = FLAG_ALIASES.get(field.name, field.name).replace("_", "-")
         default = getattr(quick, field.name)
         differs = "" if default == getattr(paper, field.name) else (
-            f"; paper: {getattr(paper, field.name)!r}")
+            f"; paper: {_shown(getattr(paper, field.name))}")
         switch = {"nargs": "?", "const": "true"} if isinstance(field.default, bool) else {}
         settings.add_argument(f"--{flag}", dest=f"hl_{field.name}", default=None,
                               metavar=type(field.default).__name__.upper(), **switch,
                               help=f"{SETTING_HELP[field.name]} (default: "
-                                   f"{default!r}{differs})")
+                                   f"{_shown(default)}{differs})")
     return parser
+
+
+def _shown(value: object) -> str:
+    """A setting's value as given on the command line (true, not True)."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
@@ -139,7 +144,7 @@ def add_compare_flags(parser: argparse.ArgumentParser, command: str) -> None:
                             "follows this command line)" + ("" if command == "eval" else
                                                      "; default: train HL first"))
     group.add_argument("--seeds", type=int, default=5,
-                       help="evaluation seeds, counted on from the training seed "
+                       help="evaluation seeds: --seed + 1, --seed + 2, ... "
                             "(default: 5)")
     if command == "compare":
         group.add_argument("--methods", default="",

@@ -68,7 +68,7 @@ SETTING_HELP: dict[str, str] = {
                       "policy in <run>/best (0 = never)",
     "best_node": ("BestNode baseline: the node the model moves to after step 1 "
                   "and stays at (benchmarks/standalone_nodes.py picks it)"),
-    "validation_seeds": "episodes per validation, on seeds 301, 302, ... (see below)",
+    "validation_seeds": "episodes per validation, on seeds --validation-first-seed, +1, ...",
     "validation_first_seed": ("seed of the first validation episode; keep the "
                               "validation seeds apart from the seeds you evaluate on"),
     "fedavg_fraction": "share (0-1] of the nodes that FedAvg and the other Flower "
