@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.sim_flags import refusal, run_sim  # noqa: E402
+from benchmarks.sim_flags import TEMPORARY_OUTPUT, refusal, run_sim  # noqa: E402
 from deploy.cli import OneLineParser  # noqa: E402
 
 DIGITS = ["--dataset", "digits", "--nodes", "10", "--main-samples", "60",
@@ -61,9 +61,7 @@ RESERVED: dict[str, tuple[str, str]] = {
     "--episodes": ("hl_episodes", "use the script's --episodes"),
     "--preset": ("preset", "drop it: --random-starter picks the preset"),
     "--methods": ("methods", "drop it: the script runs HL-greedy, RandomHop and Standalone"),
-    "--out": ("out", "drop it: the runs go to a temporary folder"),
-    "--name": ("name", "drop it: the runs go to a temporary folder"),
-}
+} | TEMPORARY_OUTPUT
 STARTER = {"--starter": ("hl_starter", "drop it: --random-starter draws the starters")}
 
 

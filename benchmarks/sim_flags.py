@@ -13,6 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # flag: (its dest in sim.py's parser, what to do instead)
 Reserved = Mapping[str, tuple[str, str]]
+# Where sim.py writes: every script here keeps its runs in a temporary folder.
+TEMPORARY_OUTPUT: dict[str, tuple[str, str]] = {
+    "--out": ("out", "drop it: the runs go to a temporary folder"),
+    "--name": ("name", "drop it: the runs go to a temporary folder"),
+}
 
 
 def reserved_flag(extra: list[str], reserved: Reserved) -> str | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.sim_flags import refusal, run_sim  # noqa: E402
+from benchmarks.sim_flags import TEMPORARY_OUTPUT, refusal, run_sim  # noqa: E402
 from deploy.cli import OneLineParser  # noqa: E402
 from hl_flower.report import mean_std  # noqa: E402
 
@@ -43,9 +43,7 @@ RESERVED: dict[str, tuple[str, str]] = {
     "--seed": ("hl_seed", "give it before --"),
     "--seeds": ("seeds", "give it before --"),
     "--nodes": ("hl_num_nodes", "give it before --"),
-    "--out": ("out", "drop it: the runs go to a temporary folder"),
-    "--name": ("name", "drop it: the runs go to a temporary folder"),
-}
+} | TEMPORARY_OUTPUT
 
 
 def standalone_runs(node: int, seed: int, seeds: int, extra: list[str],

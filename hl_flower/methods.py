@@ -30,7 +30,8 @@ def default_methods(several_starters: bool) -> tuple[str, ...]:
 def check_methods(names: list[str]) -> list[str]:
     """The names (in any case) as spelled in :data:`METHODS`, in its order,
     or a ConfigError naming the bad one."""
-    unknown = [n for n in names if n.lower() not in {m.lower() for m in METHODS}]
+    known = {m.lower() for m in METHODS}
+    unknown = [n for n in names if n.lower() not in known]
     if unknown:
         raise ConfigError(f"unknown method {unknown[0]!r} in --methods; "
                           f"choose from {','.join(METHODS)}")
