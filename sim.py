@@ -16,6 +16,7 @@ in ``runs/<name>/``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 import time
@@ -94,6 +95,10 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
                         help="run folder name (default: command, preset, settings, time)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing run folder of that name")
+    parser.add_argument("--show-settings", action="store_true",
+                        help="print every HL setting this command line comes to (the "
+                             "preset, a resumed or given run's settings, then your flags), "
+                             "one flag per line, and exit without running or writing")
     parser.add_argument("--verbose", action="store_true",
                         help="show Flower, Ray and TensorFlow logs")
     parser.add_argument("--cpus-per-client", type=float, default=0,
@@ -127,6 +132,18 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
                               help=f"{SETTING_HELP[field.name]} (default: "
                                    f"{_shown(default)}{differs})")
     return parser
+
+
+def settings_text(config: HLConfig) -> str:
+    """Every setting of ``config`` as a sim.py flag and value, one per line
+    (``--nodes 10``), in HLConfig's order; a line can be pasted back."""
+    lines = []
+    for field in fields(HLConfig):
+        value = getattr(config, field.name)
+        shown = shlex.quote(value) if isinstance(value, str) else _shown(value)
+        lines.append(f"--{FLAG_ALIASES.get(field.name, field.name).replace('_', '-')} "
+                     f"{shown}")
+    return "\n".join(lines)
 
 
 def _shown(value: object) -> str:
@@ -324,7 +341,8 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
                                                    progress.on_episode, summary,
                                                    resume=bool(args.resume),
                                                    on_validation=progress.on_validation))
-        return progress.summary_line(), summary.get("stopped"), summary
+        return (progress.summary_line() + untrained_note(progress.episodes, config),
+                summary.get("stopped"), summary)
     plan = ComparePlan(config, folder, methods, evaluation_seeds(config, args.seeds),
                        stem=command, agent=agent)
     with progress:
@@ -333,6 +351,18 @@ def run(command: str, args: argparse.Namespace, config: HLConfig, folder: Path,
             on_run=lambda r: print(describe_run(r), flush=True),
             on_validation=progress.on_validation))
     return plan.table, plan.stopped, {}
+
+
+def untrained_note(episodes: list, config: HLConfig) -> str:
+    """A closing line when this run's episodes (``EpisodeResult``) never
+    trained the DQN: its replay stayed below --replay-batch (one transition
+    per step), so the saved policy is the initial network."""
+    if not episodes or any(e.dqn_loss is not None for e in episodes):
+        return ""
+    return (f"\nnote: the DQN never trained: its replay held fewer than --replay-batch "
+            f"{config.replay_batch} transitions (one per step), so the saved "
+            "policy is the untrained network; train more --episodes (--resume "
+            "continues) or give a smaller --replay-batch")
 
 
 def stop_advice(command: str, stopped: str, folder: Path, summary: dict) -> str:
@@ -359,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(args)
+        if args.show_settings:
+            print(settings_text(config))
+            return 0
         methods = check_compare_args(args, command, config)
         check_inputs(config, args.verbose)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
@@ -375,9 +408,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{err.strerror or err} ({err.filename or args.out}); pick another --out",
               file=sys.stderr)
         return 2
-    for caution in config.cautions():
-        print(f"warning: {caution}", file=sys.stderr)
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
+    for caution in config.cautions(trains_dqn=trains):
+        print(f"warning: {caution}", file=sys.stderr)
     plural = "" if config.episodes == 1 else "s"
     episodes = f", {config.episodes} training episode{plural}" if trains else ""
     resumed = f", resuming after episode {done}" if getattr(args, "resume", "") else ""

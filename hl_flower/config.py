@@ -223,16 +223,29 @@ class HLConfig:
             raise ConfigError(f"--server-tau must be a positive number (Flower's default: "
                               f"0.001), got {self.server_tau}")
 
-    def cautions(self) -> list[str]:
+    def cautions(self, trains_dqn: bool = True) -> list[str]:
         """Settings that are valid but probably not meant, one line each
-        (sim.py prints them as warnings; the run goes on)."""
+        (sim.py prints them as warnings; the run goes on). ``trains_dqn``:
+        whether the run trains a DQN (not when it plays a given policy)."""
+        found = []
         decay = self.path_average
-        if decay <= PATH_AVERAGE_SLOW:
-            return []
-        return [f"--path-average {decay}: the average's half-life is "
-                f"{math.log(0.5) / math.log(decay):.0f} steps (ln 0.5 / ln d) against at "
-                f"most {self.max_steps} per episode, so it will barely follow the "
-                "training; 0.5 to 0.9 halve in 1 to 7 steps"]
+        if decay > PATH_AVERAGE_SLOW:
+            found.append(f"--path-average {decay}: the average's half-life is "
+                         f"{math.log(0.5) / math.log(decay):.0f} steps (ln 0.5 / ln d) "
+                         f"against at most {self.max_steps} per episode, so it will barely "
+                         "follow the training; 0.5 to 0.9 halve in 1 to 7 steps")
+        if self.n_step > self.max_steps:
+            found.append(f"--n-step {self.n_step} is more than --max-steps "
+                         f"{self.max_steps}: every return sums the rewards to its "
+                         f"episode's end, as --n-step {self.max_steps} would")
+        most_transitions = self.episodes * self.max_steps  # one per step
+        if trains_dqn and most_transitions < self.replay_batch:
+            found.append(f"{self.episodes} episodes of at most {self.max_steps} steps "
+                         f"store at most {most_transitions} transitions, fewer than "
+                         f"--replay-batch {self.replay_batch}, so the DQN will never train "
+                         "(it fits once its replay holds that many); give more --episodes "
+                         f"or --replay-batch {most_transitions} or less")
+        return found
 
     def replace(self, **changes: Any) -> HLConfig:
         """Return a copy with some settings changed."""

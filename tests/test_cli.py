@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -203,6 +205,47 @@ def test_a_path_average_that_barely_moves_is_run_with_one_warning(tmp_path: Path
     quiet = started(*DIGITS, "--path-average", "0.999", "--out", str(tmp_path),
                     "--name", "usual")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_show_settings_prints_flags_that_give_the_same_settings_back(tmp_path: Path) -> None:
+    import sim
+
+    shown = refused("--preset", "random-starter", "--episodes", "3", "--task", "",
+                    "--show-settings", "--out", str(tmp_path))
+    assert shown.returncode == 0 and shown.stderr == ""
+    lines = shown.stdout.splitlines()
+    assert "--starter random" in lines and "--n-step 3" in lines and "--episodes 3" in lines
+    assert "--double-dqn true" in lines and "--nodes 10" in lines
+    flags = [word for line in lines for word in shlex.split(line)]
+    again = sim.config_from_args(sim.build_parser().parse_args(["--preset", "paper", *flags]))
+    assert again == sim.config_from_args(sim.build_parser().parse_args(
+        ["--preset", "random-starter", "--episodes", "3"]))
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert refused("--goal", "2", "--show-settings").returncode == 2  # still checked
+
+
+def test_a_run_whose_dqn_never_trained_says_so_at_the_end() -> None:
+    import sim
+
+    config = HLConfig(replay_batch=128)
+    untrained = [SimpleNamespace(dqn_loss=None, steps=36)] * 2
+    assert sim.untrained_note(untrained, config) == (
+        "\nnote: the DQN never trained: its replay held fewer than --replay-batch 128 "
+        "transitions (one per step), so the saved policy is the untrained network; "
+        "train more --episodes (--resume continues) or give a smaller --replay-batch")
+    trained_last = [*untrained, SimpleNamespace(dqn_loss=0.5, steps=20)]
+    assert sim.untrained_note(trained_last, config) == ""
+    assert sim.untrained_note([], config) == ""  # stopped before an episode ended
+
+
+def test_too_few_steps_for_one_replay_batch_is_run_with_one_warning(tmp_path: Path) -> None:
+    done = started(*DIGITS, "--episodes", "2", "--replay-batch", "100",
+                   "--out", str(tmp_path))
+    assert done.returncode == 0
+    assert done.stderr.splitlines() == [
+        "warning: 2 episodes of at most 36 steps store at most 72 transitions, fewer "
+        "than --replay-batch 100, so the DQN will never train (it fits once its replay "
+        "holds that many); give more --episodes or --replay-batch 72 or less"]
 
 
 @pytest.mark.parametrize("columns", ["60", "80", "120"])

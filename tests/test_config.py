@@ -225,6 +225,25 @@ def test_a_usual_path_average_draws_no_caution(decay: float) -> None:
     assert HLConfig(path_average=decay).cautions() == []
 
 
+def test_an_n_step_past_the_step_cap_draws_one_caution() -> None:
+    (caution,) = HLConfig(n_step=40, max_steps=36).validate().cautions()
+    assert caution == ("--n-step 40 is more than --max-steps 36: every return sums the "
+                       "rewards to its episode's end, as --n-step 36 would")
+    assert HLConfig(n_step=36, max_steps=36).cautions() == []
+
+
+def test_too_few_steps_to_fill_one_replay_batch_draws_one_caution_when_training() -> None:
+    config = preset("random-starter").replace(episodes=3).validate()  # 108 < 128
+    (caution,) = config.cautions()
+    assert caution.startswith("3 episodes of at most 36 steps store at most 108 "
+                              "transitions, fewer than --replay-batch 128, so the DQN "
+                              "will never train")
+    assert caution.endswith("give more --episodes or --replay-batch 108 or less")
+    assert config.cautions(trains_dqn=False) == []  # playing a given policy
+    assert config.replace(episodes=4).cautions() == []  # 144 may fill it
+    assert config.replace(replay_batch=108).cautions() == []
+
+
 def test_paper_preset_equals_defaults() -> None:
     assert preset("paper") == HLConfig()
 
