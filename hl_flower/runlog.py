@@ -324,8 +324,10 @@ def _failure_entries(steps: list[StepResult]) -> Iterator[tuple[str, str]]:
 
 # Causes that come and go with the nodes (a slow or lost node), not with the
 # code or the data: a resumed run can get past them.
+# The last is Ray's reason when the process of the virtual nodes died (killed
+# from outside, out of memory): a resumed run starts a new one.
 TRANSIENT_CAUSES = ("no reply within", "did not reply in time", "nodes connected",
-                    "disconnected")
+                    "disconnected", "The actor is dead")
 # Stops whose own text only sums up the failures before them.
 FAILURE_BUDGET_STOPS = ("node failures, more than", "no node is available",
                         "no node returned a usable model")
@@ -333,9 +335,9 @@ FAILURE_BUDGET_STOPS = ("node failures, more than", "no node is available",
 
 def resume_can_help(stopped: str, summary: dict[str, Any]) -> bool:
     """Whether ``--resume`` can get past what stopped a run: only where every
-    cause was a node that did not answer or connect. An error the ClientApp
-    raised, a bad reply or a wrong setting comes back on resume until its
-    cause is fixed."""
+    cause was a node that did not answer or connect, or whose process died.
+    An error the ClientApp raised, a bad reply or a wrong setting comes back
+    on resume until its cause is fixed."""
     causes = list(summary.get("failures_by_cause", {}))
     if not any(mark in stopped for mark in FAILURE_BUDGET_STOPS):
         causes.append(stopped)

@@ -167,6 +167,12 @@ def test_resume_is_advised_only_where_the_nodes_did_not_answer() -> None:
     assert resume_can_help("5 node failures, more than --max-failures 4; last: "
                            "partition 1: no reply within 30 s", silent)
     assert resume_can_help("only 3 of 4 nodes connected; start them all", {})
+    actor_killed = {"failures_by_cause": {  # the Ray worker process was killed
+        "error reply (The actor is dead because its worker process has died. Worker "
+        "exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a "
+        "connection error c...)": 10}}
+    assert resume_can_help("no node is available: every node failed within the last 5 "
+                           "steps or left", actor_killed)
     crashed = {"failures_by_cause": {"no reply within 30 s": 1,
                                      "error reply (the ClientApp raised: boom)": 3}}
     assert not resume_can_help("4 node failures, more than --max-failures 3", crashed)
