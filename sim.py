@@ -389,16 +389,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = config_from_args(args)
+        methods = check_compare_args(args, command, config)
+        run_name = check_run_name(args.name)
         if args.show_settings:
             print(settings_text(config))
             return 0
-        methods = check_compare_args(args, command, config)
         check_inputs(config, args.verbose)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
         args.loaded_client_app = load_client_app(args.client_app, args.verbose)
         done = resume_point(args, config)
         folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
-            Path(args.out) / (check_run_name(args.name) or default_name(command, args, config)),
+            Path(args.out) / (run_name or default_name(command, args, config)),
             args.overwrite, kind=command)
     except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

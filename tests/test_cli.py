@@ -224,6 +224,16 @@ def test_show_settings_prints_flags_that_give_the_same_settings_back(tmp_path: P
     assert refused("--goal", "2", "--show-settings").returncode == 2  # still checked
 
 
+@pytest.mark.parametrize("bad", [("compare", "--methods", "Bogus"), ("compare", "--seeds", "0"),
+                                 ("compare", "--seed", "4294967295"), ("--name", "a/b")])
+def test_show_settings_refuses_what_the_run_would_refuse(tmp_path: Path,
+                                                         bad: tuple[str, ...]) -> None:
+    shown = refused(*bad, "--show-settings", "--out", str(tmp_path / "runs"))
+    assert shown.returncode == 2 and shown.stdout == ""
+    assert len(shown.stderr.splitlines()) == 1 and shown.stderr.startswith("error: ")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_run_whose_dqn_never_trained_says_so_at_the_end() -> None:
     import sim
 
