@@ -410,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     trains = agent is None and (command == "train" or HL_GREEDY in methods)
-    for caution in config.cautions(trains_dqn=trains):
+    for caution in config.cautions(trains_dqn=trains,
+                                   resuming=bool(getattr(args, "resume", ""))):
         print(f"warning: {caution}", file=sys.stderr)
     plural = "" if config.episodes == 1 else "s"
     episodes = f", {config.episodes} training episode{plural}" if trains else ""

@@ -223,10 +223,12 @@ class HLConfig:
             raise ConfigError(f"--server-tau must be a positive number (Flower's default: "
                               f"0.001), got {self.server_tau}")
 
-    def cautions(self, trains_dqn: bool = True) -> list[str]:
+    def cautions(self, trains_dqn: bool = True, resuming: bool = False) -> list[str]:
         """Settings that are valid but probably not meant, one line each
         (sim.py prints them as warnings; the run goes on). ``trains_dqn``:
-        whether the run trains a DQN (not when it plays a given policy)."""
+        whether the run trains a DQN (not when it plays a given policy, where
+        --n-step and --replay-batch do nothing); ``resuming``: a --resume,
+        which may change --episodes but not --replay-batch."""
         found = []
         decay = self.path_average
         if decay > PATH_AVERAGE_SLOW:
@@ -234,17 +236,22 @@ class HLConfig:
                          f"{math.log(0.5) / math.log(decay):.0f} steps (ln 0.5 / ln d) "
                          f"against at most {self.max_steps} per episode, so it will barely "
                          "follow the training; 0.5 to 0.9 halve in 1 to 7 steps")
-        if self.n_step > self.max_steps:
+        if trains_dqn and self.n_step > self.max_steps:
             found.append(f"--n-step {self.n_step} is more than --max-steps "
                          f"{self.max_steps}: every return sums the rewards to its "
                          f"episode's end, as --n-step {self.max_steps} would")
         most_transitions = self.episodes * self.max_steps  # one per step
         if trains_dqn and most_transitions < self.replay_batch:
-            found.append(f"{self.episodes} episodes of at most {self.max_steps} steps "
+            plural = "" if self.episodes == 1 else "s"
+            enough = -(-self.replay_batch // self.max_steps)  # ceil
+            found.append(f"{self.episodes} episode{plural} of at most {self.max_steps} steps "
                          f"store at most {most_transitions} transitions, fewer than "
                          f"--replay-batch {self.replay_batch}, so the DQN will never train "
-                         "(it fits once its replay holds that many); give more --episodes "
-                         f"or --replay-batch {most_transitions} or less")
+                         f"(it fits once its replay holds that many); give --episodes "
+                         f"{enough} or more" + (" (a resumed run keeps its --replay-batch)"
+                                                if resuming else
+                                                f", or --replay-batch {most_transitions} "
+                                                "or less"))
         return found
 
     def replace(self, **changes: Any) -> HLConfig:

@@ -230,6 +230,8 @@ def test_an_n_step_past_the_step_cap_draws_one_caution() -> None:
     assert caution == ("--n-step 40 is more than --max-steps 36: every return sums the "
                        "rewards to its episode's end, as --n-step 36 would")
     assert HLConfig(n_step=36, max_steps=36).cautions() == []
+    # playing a given policy (eval, compare --policy) stores no returns
+    assert HLConfig(n_step=40, max_steps=36).cautions(trains_dqn=False) == []
 
 
 def test_too_few_steps_to_fill_one_replay_batch_draws_one_caution_when_training() -> None:
@@ -238,8 +240,13 @@ def test_too_few_steps_to_fill_one_replay_batch_draws_one_caution_when_training(
     assert caution.startswith("3 episodes of at most 36 steps store at most 108 "
                               "transitions, fewer than --replay-batch 128, so the DQN "
                               "will never train")
-    assert caution.endswith("give more --episodes or --replay-batch 108 or less")
+    assert caution.endswith("give --episodes 4 or more, or --replay-batch 108 or less")
     assert config.cautions(trains_dqn=False) == []  # playing a given policy
+    (resumed,) = config.cautions(resuming=True)  # --resume refuses a new --replay-batch
+    assert resumed.endswith("give --episodes 4 or more (a resumed run keeps its "
+                            "--replay-batch)")
+    (one,) = config.replace(episodes=1).cautions()
+    assert one.startswith("1 episode of at most 36 steps store at most 36 transitions")
     assert config.replace(episodes=4).cautions() == []  # 144 may fill it
     assert config.replace(replay_batch=108).cautions() == []
 
