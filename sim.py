@@ -136,13 +136,19 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
 
 def settings_text(config: HLConfig) -> str:
     """Every setting of ``config`` as a sim.py flag and value, one per line
-    (``--nodes 10``), in HLConfig's order; a line can be pasted back."""
+    (``--nodes 10``), in HLConfig's order; a line can be pasted back. An
+    empty text is ``--task=`` (not ``--task ''``, whose quotes
+    ``python sim.py $(...)`` would keep), and a text that starts with a dash
+    is joined by ``=`` too, as argparse would take it for a flag."""
     lines = []
     for field in fields(HLConfig):
         value = getattr(config, field.name)
-        shown = shlex.quote(value) if isinstance(value, str) else _shown(value)
-        lines.append(f"--{FLAG_ALIASES.get(field.name, field.name).replace('_', '-')} "
-                     f"{shown}")
+        flag = f"--{FLAG_ALIASES.get(field.name, field.name).replace('_', '-')}"
+        if isinstance(value, str) and (not value or value.startswith("-")):
+            lines.append(f"{flag}={shlex.quote(value) if value else ''}")
+        else:
+            shown = shlex.quote(value) if isinstance(value, str) else _shown(value)
+            lines.append(f"{flag} {shown}")
     return "\n".join(lines)
 
 

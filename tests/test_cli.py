@@ -234,6 +234,20 @@ def test_show_settings_refuses_what_the_run_would_refuse(tmp_path: Path,
     assert not (tmp_path / "runs").exists()
 
 
+def test_show_settings_words_split_at_spaces_give_the_same_settings(tmp_path: Path) -> None:
+    """``python sim.py $(python sim.py --show-settings)``: the shell splits at
+    white space and keeps quotes, so an empty text must not be ``''``."""
+    import sim
+
+    given = ["--distance-file=-d.csv"]  # argparse takes "-d.csv" alone for a flag
+    shown = refused(*given, "--show-settings").stdout
+    assert "--task=" in shown.splitlines() and "--distance-file=-d.csv" in shown.splitlines()
+    again = sim.config_from_args(sim.build_parser().parse_args(shown.split()))
+    assert again == sim.config_from_args(sim.build_parser().parse_args(given))
+    flags = [word for line in shown.splitlines() for word in shlex.split(line)]
+    assert refused(*flags, "--show-settings").stdout == shown
+
+
 def test_a_run_whose_dqn_never_trained_says_so_at_the_end() -> None:
     import sim
 
