@@ -375,10 +375,14 @@ def stop_advice(command: str, stopped: str, folder: Path, summary: dict) -> str:
     """After a run stopped early: --resume where it can help (the nodes did
     not answer, by the run's ``summary``), else where the failures'
     tracebacks are."""
-    from hl_flower.runlog import RUN_LOG, resume_can_help
+    from hl_flower.runlog import RUN_LOG, process_died, resume_can_help
 
     if command != "train":
         return f"; the causes are in {folder / RUN_LOG}"
+    if process_died(stopped, summary):
+        return (f"; the Ray process of the nodes died (killed, out of memory, or a crash "
+                f"in the ClientApp; Ray's reason is in {folder / RUN_LOG}): continue "
+                f"with --resume {folder}, and if it dies again there, fix that first")
     if resume_can_help(stopped, summary):
         return f"; once the nodes answer again, continue with --resume {folder}"
     return (f"; the causes are in {folder / RUN_LOG} and resuming would meet them "

@@ -248,10 +248,9 @@ class HLConfig:
                          f"store at most {most_transitions} transitions, fewer than "
                          f"--replay-batch {self.replay_batch}, so the DQN will never train "
                          f"(it fits once its replay holds that many); give --episodes "
-                         f"{enough} or more" + (" (a resumed run keeps its --replay-batch)"
-                                                if resuming else
-                                                f", or --replay-batch {most_transitions} "
-                                                "or less"))
+                         f"{enough} or more (more if episodes reach the goal early"
+                         + ("; a resumed run keeps its --replay-batch)" if resuming else
+                            f"), or --replay-batch {most_transitions} or less"))
         return found
 
     def replace(self, **changes: Any) -> HLConfig:

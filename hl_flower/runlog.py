@@ -324,13 +324,22 @@ def _failure_entries(steps: list[StepResult]) -> Iterator[tuple[str, str]]:
 
 # Causes that come and go with the nodes (a slow or lost node), not with the
 # code or the data: a resumed run can get past them.
-# The last is Ray's reason when the process of the virtual nodes died (killed
-# from outside, out of memory): a resumed run starts a new one.
+# Ray's reason when the process of the virtual nodes died: killed from outside
+# or out of memory (a resumed run starts a new one), or a crash in the
+# ClientApp's own code (which a resume meets again).
+PROCESS_DIED = "The actor is dead"
 TRANSIENT_CAUSES = ("no reply within", "did not reply in time", "nodes connected",
-                    "disconnected", "The actor is dead")
+                    "disconnected", PROCESS_DIED)
 # Stops whose own text only sums up the failures before them.
 FAILURE_BUDGET_STOPS = ("node failures, more than", "no node is available",
                         "no node returned a usable model")
+
+
+def process_died(stopped: str, summary: dict[str, Any]) -> bool:
+    """Whether the run stopped where the Ray process of its virtual nodes died
+    (:data:`PROCESS_DIED` in the stop or a failure's cause)."""
+    return PROCESS_DIED in stopped or any(
+        PROCESS_DIED in cause for cause in summary.get("failures_by_cause", {}))
 
 
 def resume_can_help(stopped: str, summary: dict[str, Any]) -> bool:

@@ -269,7 +269,8 @@ def test_too_few_steps_for_one_replay_batch_is_run_with_one_warning(tmp_path: Pa
     assert done.stderr.splitlines() == [
         "warning: 2 episodes of at most 36 steps store at most 72 transitions, fewer "
         "than --replay-batch 100, so the DQN will never train (it fits once its replay "
-        "holds that many); give --episodes 3 or more, or --replay-batch 72 or less"]
+        "holds that many); give --episodes 3 or more (more if episodes reach the goal "
+        "early), or --replay-batch 72 or less"]
 
 
 @pytest.mark.parametrize("columns", ["60", "80", "120"])

@@ -240,11 +240,12 @@ def test_too_few_steps_to_fill_one_replay_batch_draws_one_caution_when_training(
     assert caution.startswith("3 episodes of at most 36 steps store at most 108 "
                               "transitions, fewer than --replay-batch 128, so the DQN "
                               "will never train")
-    assert caution.endswith("give --episodes 4 or more, or --replay-batch 108 or less")
+    assert caution.endswith("give --episodes 4 or more (more if episodes reach the goal early), "
+                            "or --replay-batch 108 or less")
     assert config.cautions(trains_dqn=False) == []  # playing a given policy
     (resumed,) = config.cautions(resuming=True)  # --resume refuses a new --replay-batch
-    assert resumed.endswith("give --episodes 4 or more (a resumed run keeps its "
-                            "--replay-batch)")
+    assert resumed.endswith("give --episodes 4 or more (more if episodes reach the goal "
+                            "early; a resumed run keeps its --replay-batch)")
     (one,) = config.replace(episodes=1).cautions()
     assert one.startswith("1 episode of at most 36 steps store at most 36 transitions")
     assert config.replace(episodes=4).cautions() == []  # 144 may fill it

@@ -30,7 +30,7 @@ from hl_flower.drills import parse_drills
 from hl_flower.evaluator import TestSetEvaluator, model_factory
 from hl_flower.progress_bar import describe_failure
 from hl_flower.quiet import TerminalFilter
-from hl_flower.runlog import resume_can_help
+from hl_flower.runlog import process_died, resume_can_help
 from hl_flower.server_app import run_hl
 from hl_flower.simulation import simulate
 from strategies import FlowerBaseline, RoundRobin, StepResult
@@ -173,9 +173,24 @@ def test_resume_is_advised_only_where_the_nodes_did_not_answer() -> None:
         "connection error c...)": 10}}
     assert resume_can_help("no node is available: every node failed within the last 5 "
                            "steps or left", actor_killed)
+    assert process_died("no node is available", actor_killed)
+
+
+def test_a_run_whose_ray_process_died_is_told_to_resume_and_what_if_it_dies_again(
+        tmp_path: Path) -> None:
+    import sim
+
+    summary = {"failures_by_cause": {"error reply (The actor is dead because its worker "
+                                     "process has died.)": 4}}
+    advice = sim.stop_advice("train", "no node is available", tmp_path, summary)
+    assert advice == (f"; the Ray process of the nodes died (killed, out of memory, or a "
+                      f"crash in the ClientApp; Ray's reason is in {tmp_path / 'run.log'}):"
+                      f" continue with --resume {tmp_path}, and if it dies again there, fix "
+                      "that first")
     crashed = {"failures_by_cause": {"no reply within 30 s": 1,
                                      "error reply (the ClientApp raised: boom)": 3}}
     assert not resume_can_help("4 node failures, more than --max-failures 3", crashed)
+    assert not process_died("4 node failures, more than --max-failures 3", crashed)
     assert not resume_can_help("no node serves partitions [3]", {})
     assert not resume_can_help("no node returned a usable model in round 2",
                                {"failures_by_cause": {"NaN values in layer 0": 4}})
