@@ -74,3 +74,30 @@ def quiet_flower_logger(verbose: bool = False) -> None:
     if not verbose:
         console_handler.addFilter(TerminalFilter())
         silence_python_warnings()
+
+
+def keep_ray_errors_off_the_terminal() -> bool:
+    """Ray's driver prints what its raylet reports (``(raylet) A worker died
+    or was killed ...``) straight to the terminal, whatever ``log_to_driver``
+    says. Send those lines to Flower's log instead, as WARNING records: the
+    run's ``run.log`` keeps them, the terminal does not (the run names the
+    failed nodes in its own warning lines). Returns whether Ray's printer was
+    found (a Ray without it prints as before)."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return False
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "hl_quiet", False):
+        return printer is not None
+
+    def print_or_log(data: dict, *args: object, **kwargs: object) -> None:
+        if data.get("pid") != "raylet":
+            printer(data, *args, **kwargs)
+            return
+        for line in data.get("lines", []):
+            logging.getLogger("flwr").warning("Ray: %s", line)
+
+    print_or_log.hl_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_or_log
+    return True

@@ -16,7 +16,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 
 from .prompt_delivery import patch_delivery
-from .quiet import quiet_flower_logger
+from .quiet import keep_ray_errors_off_the_terminal, quiet_flower_logger
 
 
 def backend_config(cpus_per_client: float = 0, ray_address: str = "",
@@ -71,6 +71,8 @@ def simulate(server_app: ServerApp, num_nodes: int, client_app: ClientApp | None
     patch_delivery()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     quiet_flower_logger(verbose)  # after the imports: Ray resets warning filters
+    if not verbose:
+        keep_ray_errors_off_the_terminal()
     run_simulation(server_app=server_app, client_app=client_app,
                    num_supernodes=num_nodes,
                    backend_config=backend_config(cpus_per_client, ray_address, verbose),

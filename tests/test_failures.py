@@ -209,6 +209,28 @@ def test_a_node_traceback_stays_off_the_terminal_without_verbose() -> None:
     assert terminal.filter(record(logging.ERROR, "/venv/site-packages/flwr/simulation/app.py"))
 
 
+def test_what_rays_raylet_reports_goes_to_the_run_log_not_the_terminal(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from ray._private import worker
+
+    from hl_flower.quiet import keep_ray_errors_off_the_terminal
+
+    monkeypatch.setattr(worker, "print_to_stdstream", worker.print_to_stdstream)  # restored
+    assert keep_ray_errors_off_the_terminal()
+    assert keep_ray_errors_off_the_terminal()  # a second call does not wrap it twice
+    with caplog.at_level("INFO", logger="flwr"):
+        worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet",
+                                   "is_err": False}, ignore_prefix=False)
+        worker.print_to_stdstream({"lines": ["an actor's own line"], "pid": 1234,
+                                   "is_err": False}, ignore_prefix=True)
+    printed = capsys.readouterr()
+    assert "A worker died" not in printed.out + printed.err
+    assert "an actor's own line" in printed.out  # everything else as Ray prints it
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "Ray: A worker died or was killed")]
+
+
 def test_a_failed_node_is_one_plain_line() -> None:
     failed = StepResult(1, 4, [2], [], math.nan, math.nan, math.nan, 0, 0, False,
                         math.nan, math.nan, math.nan, math.nan, 0.5, False,
