@@ -64,10 +64,9 @@ from flwr.supercore.interceptors import (
 )
 from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
-from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
+from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
 from deploy.cli import OneLineParser, UsageError, run_main
-from deploy.task_input import Receipt, pull_task_input
 
 DEFAULT_ADDRESS = "127.0.0.1:9094"  # flower-supernode's default Runtime API
 POLL_INTERVAL = 0.02  # seconds between asks for a task after an empty answer
@@ -133,8 +132,7 @@ class LoadedApp:
 
 
 def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
-    """Run one ClientApp task: pull (:func:`deploy.task_input.pull_task_input`),
-    call, push the reply, the Context and the status.
+    """Run one ClientApp task: pull, call, push the reply, the Context and the status.
 
     A ClientApp that raises gets an error reply (as in ``flwr-clientapp``) and
     the Context it was given, unchanged.
@@ -146,11 +144,9 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
     message: Message | None = None
     context: Context | None = None
     reply: Message | None = None
-    receipt: Receipt | None = None
     status, details = SubStatus.FAILED, "ClientApp task failed"
     try:
-        message, context, run, fab, receipt = pull_task_input(client)
-        receipt.send()  # while the app runs
+        message, context, run, fab = pull_task_input(client)
         app = loaded.get(run, fab)
         reply = app(message=message, context=context)
         status, details = SubStatus.COMPLETED, ""
@@ -168,8 +164,6 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
         finally:
             push_task_output(client=client, context=context, sub_status=status,
                              details=details)
-            if receipt is not None:
-                receipt.wait()
             heartbeat.stop()
             client.close()
 
