@@ -30,11 +30,11 @@ quiet_environment(verbose="--verbose" in sys.argv)
 from hl_flower.best_policy import BEST_FOLDER  # noqa: E402
 from hl_flower.config import (  # noqa: E402
     CONFIG_FILE,
-    FLAG_ALIASES,
     MAX_SEED,
     PRESETS,
     ConfigError,
     HLConfig,
+    flag_name,
     from_flat,
     policy_config,
     preset,
@@ -122,7 +122,7 @@ def build_parser(command: str = "train") -> argparse.ArgumentParser:
         "with the paper's value where it differs)")
     quick, paper = preset("quick"), HLConfig()
     for field in fields(HLConfig):
-        flag = FLAG_ALIASES.get(field.name, field.name).replace("_", "-")
+        flag = flag_name(field.name)
         default = getattr(quick, field.name)
         differs = "" if default == getattr(paper, field.name) else (
             f"; paper: {_shown(getattr(paper, field.name))}")
@@ -143,7 +143,7 @@ def settings_text(config: HLConfig) -> str:
     lines = []
     for field in fields(HLConfig):
         value = getattr(config, field.name)
-        flag = f"--{FLAG_ALIASES.get(field.name, field.name).replace('_', '-')}"
+        flag = f"--{flag_name(field.name)}"
         if isinstance(value, str) and (not value or value.startswith("-")):
             lines.append(f"{flag}={shlex.quote(value) if value else ''}")
         else:
@@ -210,7 +210,7 @@ def config_from_args(args: argparse.Namespace) -> HLConfig:
     changed = sorted(set(overrides) - {"episodes", "tensorboard"})
     if getattr(args, "resume", "") and changed:
         name = changed[0].replace("-", "_")
-        flag = FLAG_ALIASES.get(name, name).replace("_", "-")
+        flag = flag_name(name)
         raise ConfigError(f"--resume continues with the run's own settings; drop "
                           f"--{flag} (only {RESUME_MAY_CHANGE} may change)")
     config = from_flat(overrides, base=base_config(args))

@@ -122,7 +122,7 @@ class HLConfig:
                     "validation_seeds")
         for name in positive:
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be at least 1, "
+                raise ConfigError(f"--{flag_name(name)} must be at least 1, "
                                   f"got {getattr(self, name)}")
         if self.num_nodes < 2:
             raise ConfigError(f"--nodes must be at least 2, got {self.num_nodes}")
@@ -144,7 +144,7 @@ class HLConfig:
                      "reward_base", "gain_weight", "node_policy_budget_mb"):
             value = getattr(self, name)
             if not value > 0 or math.isinf(value):
-                raise ConfigError(f"--{_flag(name)} must be a positive number, "
+                raise ConfigError(f"--{flag_name(name)} must be a positive number, "
                                   f"got {value}")
         if not 0.0 <= self.epsilon_start <= 1.0:
             raise ConfigError("--epsilon-start must be in [0, 1], "
@@ -157,7 +157,7 @@ class HLConfig:
         # numpy's legacy seeding (Keras, the matrix) refuses more; one range for all
         for name in ("seed", "distance_seed", "partition_seed", "validation_first_seed"):
             if not 0 <= getattr(self, name) <= MAX_SEED:
-                raise ConfigError(f"--{_flag(name)} must be in 0..{MAX_SEED} "
+                raise ConfigError(f"--{flag_name(name)} must be in 0..{MAX_SEED} "
                                   f"(2**32 - 1), got {getattr(self, name)}")
         last_validation = self.validation_first_seed + self.validation_seeds - 1
         if self.validate_every and last_validation > MAX_SEED:
@@ -177,7 +177,7 @@ class HLConfig:
     def _validate_dqn_options(self) -> None:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"unknown --{_flag(name)} {getattr(self, name)!r}; "
+                raise ConfigError(f"unknown --{flag_name(name)} {getattr(self, name)!r}; "
                                   f"use {' or '.join(allowed)}")
         if self.actions == "relative" and self.observation != "progress":
             raise ConfigError("--actions relative needs --observation progress (its "
@@ -217,7 +217,7 @@ class HLConfig:
                               f"{self.server_learning_rate}")
         for name in ("server_momentum", "server_beta_1", "server_beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"--{_flag(name)} must be in [0, 1) (for example 0.9), "
+                raise ConfigError(f"--{flag_name(name)} must be in [0, 1) (for example 0.9), "
                                   f"got {getattr(self, name)}")
         if not 0.0 < self.server_tau < math.inf:
             raise ConfigError(f"--server-tau must be a positive number (Flower's default: "
@@ -243,7 +243,7 @@ class HLConfig:
         most_transitions = self.episodes * self.max_steps  # one per step
         if trains_dqn and most_transitions < self.replay_batch:
             plural = "" if self.episodes == 1 else "s"
-            enough = -(-self.replay_batch // self.max_steps)  # ceil
+            enough = math.ceil(self.replay_batch / self.max_steps)
             found.append(f"{self.episodes} episode{plural} of at most {self.max_steps} steps "
                          f"store at most {most_transitions} transitions, fewer than "
                          f"--replay-batch {self.replay_batch}, so the DQN will never train "
@@ -382,7 +382,7 @@ def _whole_count(text: str, kind: str, meaning: str, value: str) -> int:
     return int(value)
 
 
-def _flag(field_name: str) -> str:
+def flag_name(field_name: str) -> str:
     """Command-line flag of a field (``main_samples`` -> ``main-samples``)."""
     return FLAG_ALIASES.get(field_name, field_name).replace("_", "-")
 
@@ -441,7 +441,7 @@ def policy_config(folder: Path, base: HLConfig) -> HLConfig:
 def _coerce(name: str, value: Any, kind: type) -> Any:
     """Convert a flag's or run-config value to the field's type, or explain
     why not (naming the flag, and the run-config key where it differs)."""
-    flag, key = _flag(name), _key(name)
+    flag, key = flag_name(name), _key(name)
     where = f"--{flag}" + ("" if flag == key else f" (run-config key {key})")
     if kind in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where} must be a number, got the boolean {value!r}")
