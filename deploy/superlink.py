@@ -3,10 +3,12 @@
     python -m deploy.superlink --insecure --disable-runtime-dependency-installation
 
 Takes every ``flower-superlink`` flag and runs Flower's own SuperLink after
-one change (``hl_flower.prompt_delivery``): a SuperNode's pull for its next
-message is held open up to 2 s and answered when a message arrives, so
-SuperNodes started with ``python -m deploy.supernode`` get their message
-within ~5 ms while asking about twice a second. On a Flower other than the
+one change (``hl_flower.prompt_delivery``): a request that waits for something
+(a SuperNode's pull of its next message or of a message part, the ServerApp's
+pull of replies or of their parts) is held open up to 2 s and answered as soon
+as the push it waits for arrives, so SuperNodes started with
+``python -m deploy.supernode`` get their message at once while asking about
+twice a second. On a Flower other than the
 tested version it says so in one line and runs unchanged.
 """
 

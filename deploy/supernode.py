@@ -5,10 +5,12 @@
     python -m deploy.clientapp_worker --runtime-api-address 127.0.0.1:9094 --insecure
 
 Takes every ``flower-supernode`` flag and runs Flower's own SuperNode after
-shortening its waits (``hl_flower.prompt_delivery``: the next pull from the
-SuperLink 5 ms after the last instead of 3 s, each held open up to 2 s by
-``deploy.superlink``, and a look for the ClientApp's reply every
-5 ms instead of 0.5 s). Without ``--isolation`` it uses ``--isolation
+shortening its waits (``hl_flower.prompt_delivery``): the next pull from the
+SuperLink 5 ms after the last instead of 3 s (each held open up to 2 s by
+``deploy.superlink``); the worker's requests for a task and for message
+parts held until there is one; and the wait for the ClientApp's reply ended
+by the reply's arrival instead of a look every 0.5 s. Without ``--isolation``
+it uses ``--isolation
 process``: ClientApp messages then wait for ``deploy.clientapp_worker``
 instead of each starting a new process. On a Flower other than the tested
 version it says so in one line and keeps Flower's waits.

@@ -14,25 +14,34 @@ virtual nodes.
 
 In deployment (flwr 1.42's source; idle CPU measured on 127.0.0.1), polling
 every 3 s is slow, and polling often is costly: each request takes ~3 ms of
-the SuperLink's CPU. So the two pulls that wait for work are held open
-instead (long polling) and answered as soon as there is something:
+the SuperLink's CPU. So every request that waits for something is held open
+instead (long polling) and answered as soon as there is something, and the
+process's own waits end when what they wait for is stored:
 
 - a SuperNode's pull of its next message from the SuperLink (Flower: again
-  3 s after an empty pull): the SuperLink holds it up to 2 s and answers
-  as soon as a push stores a message (it looks again after every push, and
-  every 0.1 s); the SuperNode pulls again 5 ms after an answer: one
-  request every 2 s from an idle SuperNode.
-- a worker's request for its next task (``deploy.clientapp_worker``; the
-  stock SuperExec asks every 1 s): the SuperNode holds it the same way,
-  looking again whenever it creates a task.
-- a SuperNode looks for its ClientApp's reply (in its own memory) every
-  5 ms instead of 0.5 s;
-- a message part not uploaded yet is pulled again after 5 ms, doubling up to
-  50 ms (Flower: 1 s, doubling up to 10 s);
+  3 s after an empty pull): the SuperLink holds it up to 2 s and answers as
+  soon as the ServerApp pushes a message for that node; the SuperNode pulls
+  again 5 ms after an answer: one request every 2 s from an idle SuperNode.
 - the ServerApp's pull for replies (HL's own loop; Flower's
-  ``send_and_receive`` pulls every 3 s): the SuperLink holds it the same
-  way, and the ServerApp pulls again at once; from a SuperLink that answers
-  at once (no hold), it pulls every 0.02 s.
+  ``send_and_receive`` pulls every 3 s): held the same way until a SuperNode
+  pushes a reply of that run; the ServerApp pulls again at once (from a
+  SuperLink that answers at once, no hold, every 0.02 s).
+- a pull of a message part (the model's arrays) that is not uploaded yet
+  (Flower: pulled again after 1 s, doubling up to 10 s): held by the
+  SuperLink, or by the SuperNode for its worker, until the part is stored;
+  a part still missing after the hold is pulled again after 5 ms, doubling
+  up to 50 ms.
+- a worker's request for its next task (``deploy.clientapp_worker``; the
+  stock SuperExec asks every 1 s): the SuperNode holds it until it creates
+  a task.
+- a SuperNode's wait for its ClientApp's reply and for the reply's parts
+  (Flower: it looks every 0.5 s) ends as soon as the worker pushes them.
+
+A hold wakes only for what its request waits for (a message for its node,
+a reply of its run, a stored part), so a push to one of 10 SuperNodes does
+not make the other 9 held pulls look again. Every wait also looks every
+0.5 s in any case, for what arrives another way (a SuperNode that dies, a
+run that stops): an idle SuperNode costs its SuperLink two looks a second.
 
 A held request occupies one of the server's worker threads (anyio's default
 is 40 per server): beyond about 30 SuperNodes per SuperLink, start the
@@ -51,7 +60,7 @@ from __future__ import annotations
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from queue import Queue
 from types import ModuleType
 from typing import Any
@@ -65,9 +74,9 @@ MIN_WAIT, MAX_WAIT = 0.005, 0.1  # delivery loop waits (Flower: always 0.1)
 BUSY_SHARE = 0.2  # wait 4x as long as a pass took: polling <= 20% of a core
 DEPLOYED_PULL_INTERVAL = 0.02  # ServerApp's seconds between reply pulls in deployment
 SUPERLINK_PULL_INTERVAL = 0.005  # SuperNode's seconds between pulls, each held (Flower: 3)
-REPLY_CHECK_INTERVAL = 0.005  # SuperNode's seconds between looks for a reply (Flower: 0.5)
 OBJECT_PULL_BACKOFF = (0.005, 0.05)  # first and longest wait for a part (Flower: 1, 10)
-HOLD, HOLD_CHECK = 2.0, 0.1  # seconds a pull for work is held open; looks at least this often
+HOLD, HOLD_CHECK = 2.0, 0.5  # seconds a request is held open; it looks at least this often
+OBJECTS = "objects"  # what a held pull of a message part waits for
 STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter "
               f"deployment waits were written for {TESTED_FLWR}, so Flower's own waits "
               "apply (each step takes seconds longer)")
@@ -111,53 +120,76 @@ def patch_object_pulls() -> bool:
     return True
 
 
+Key = Hashable  # what a held request waits for: a node's messages, a run's replies, ...
+KeyOf = Callable[[tuple, dict], Key]
+KeysOf = Callable[[tuple, dict], Iterable[Key]]
+
+
+def _everything(_args: tuple, _kwargs: dict) -> Key:
+    return None
+
+
+def _everyone(_args: tuple, _kwargs: dict) -> Iterable[Key]:
+    return (None,)
+
+
 class Changes:
-    """Counts state changes that may end a hold; a held request sleeps on it."""
+    """Counts stores per key; a held request sleeps until its key's count moves."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self.count = 0
+        self._counts: dict[Key, int] = {}
 
-    def notify(self) -> None:
-        """Something was stored: wake every held request to look again."""
+    def count(self, key: Key = None) -> int:
+        """How many stores of ``key`` were notified so far."""
         with self._changed:
-            self.count += 1
+            return self._counts.get(key, 0)
+
+    def notify(self, *keys: Key) -> None:
+        """Something of ``keys`` (default: the one unnamed key) was stored:
+        wake the requests held for them to look again."""
+        with self._changed:
+            for key in keys or (None,):
+                self._counts[key] = self._counts.get(key, 0) + 1
             self._changed.notify_all()
 
-    def wait(self, seen: int, timeout: float) -> None:
-        """Until the count moves past ``seen``, or ``timeout`` seconds."""
+    def wait(self, seen: int, timeout: float, key: Key = None) -> None:
+        """Until the count of ``key`` moves past ``seen``, or ``timeout`` seconds."""
         with self._changed:
-            self._changed.wait_for(lambda: self.count != seen, timeout)
+            self._changed.wait_for(lambda: self._counts.get(key, 0) != seen, timeout)
 
 
 def held(handler: Callable[..., Any], found: Callable[[Any], bool],
-         changes: Changes | None = None) -> Callable[..., Any]:
+         changes: Changes | None = None, key: KeyOf = _everything) -> Callable[..., Any]:
     """``handler`` answering as soon as ``found(answer)``, after HOLD seconds
-    at most; it looks again whenever ``changes`` is notified, and every
-    HOLD_CHECK seconds in any case."""
+    at most; it looks again whenever ``changes`` is notified of
+    ``key(args, kwargs)`` (its request's key), and every HOLD_CHECK seconds
+    in any case."""
     changes = changes or Changes()
 
     def hold_open(*args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + HOLD
+        waits_for = key(args, kwargs)
         while True:
-            seen = changes.count
+            seen = changes.count(waits_for)
             answer = handler(*args, **kwargs)
             left = deadline - time.monotonic()
             if found(answer) or left <= 0:
                 return answer
-            changes.wait(seen, min(left, HOLD_CHECK))
+            changes.wait(seen, min(left, HOLD_CHECK), waits_for)
 
     hold_open.__wrapped__ = handler  # type: ignore[attr-defined]
     return hold_open
 
 
-def notifying(function: Callable[..., Any], changes: Changes) -> Callable[..., Any]:
-    """``function``, then ``changes.notify()``."""
+def notifying(function: Callable[..., Any], changes: Changes,
+              keys: KeysOf = _everyone) -> Callable[..., Any]:
+    """``function``, then ``changes.notify(*keys(args, kwargs))``."""
     def and_notify(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         finally:
-            changes.notify()
+            changes.notify(*keys(args, kwargs))
 
     and_notify.__wrapped__ = function  # type: ignore[attr-defined]
     return and_notify
@@ -174,43 +206,101 @@ def _wrap(owner: object, name: str, wrapper: Callable[[Callable[..., Any]], Call
     return True
 
 
-def _hold(owner: object, name: str, found: Callable[[Any], bool], changes: Changes) -> bool:
+def _hold(owner: object, name: str, found: Callable[[Any], bool], changes: Changes,
+          key: KeyOf = _everything) -> bool:
     """Hold ``owner.name`` open until ``found`` (see :func:`held`)."""
-    return _wrap(owner, name, lambda handler: held(handler, found, changes))
+    return _wrap(owner, name, lambda handler: held(handler, found, changes, key))
 
 
-def _notify(owner: object, name: str, changes: Changes) -> bool:
-    """Let ``owner.name`` wake the held requests when it returns."""
-    return _wrap(owner, name, lambda function: notifying(function, changes))
+def _notify(owner: object, name: str, changes: Changes, keys: KeysOf = _everyone) -> bool:
+    """Let ``owner.name`` wake the requests held for ``keys`` when it returns."""
+    return _wrap(owner, name, lambda function: notifying(function, changes, keys))
+
+
+def _request(args: tuple, kwargs: dict) -> Any:
+    """A handler's request: its first argument (Flower passes it by position
+    to the Runtime API's handlers and by name to the Fleet API's)."""
+    return kwargs["request"] if "request" in kwargs else args[0]
+
+
+def _task(args: tuple, kwargs: dict) -> Any:
+    """A Runtime API handler's task (its third argument)."""
+    return kwargs["task"] if "task" in kwargs else args[2]
+
+
+def _part_stored(answer: Any) -> bool:
+    """A pull of a message part is answered when the part is there, or when
+    it will never be (an unknown part: Flower's error path)."""
+    return answer.object_available or not answer.object_found
+
+
+def _messages_found(answer: Any) -> bool:
+    return bool(answer.messages_list)
 
 
 def patch_superlink_waits() -> bool:
-    """Hold SuperNodes' pulls for messages, and the ServerApp's for replies,
-    open until a push stores one (call before the SuperLink starts); False
-    if Flower differs."""
+    """Hold SuperNodes' pulls for messages and parts, and the ServerApp's
+    for replies and parts, open until a push stores one (call before the
+    SuperLink starts); False if Flower differs."""
     if flwr.__version__ != TESTED_FLWR:
         return False
-    from flwr.superlink.servicer.fleet import fleet_handlers
-    from flwr.superlink.servicer.runtime import runtime_handlers
+    from flwr.superlink.servicer.fleet import fleet_handlers as fleet
+    from flwr.superlink.servicer.runtime import runtime_handlers as runtime
 
-    def found(answer: Any) -> bool:
-        return bool(answer.messages_list)
+    def for_nodes(args: tuple, kwargs: dict) -> Iterable[Key]:
+        return {("node", m.metadata.dst_node_id) for m in _request(args, kwargs).messages_list}
+
+    def for_runs(args: tuple, kwargs: dict) -> Iterable[Key]:
+        return {("run", m.metadata.run_id) for m in _request(args, kwargs).messages_list}
+
+    def stored_parts(_args: tuple, _kwargs: dict) -> Iterable[Key]:
+        return (OBJECTS,)
+
+    def node_of(args: tuple, kwargs: dict) -> Key:
+        return ("node", _request(args, kwargs).node.node_id)
+
+    def run_of(args: tuple, kwargs: dict) -> Key:
+        return ("run", _task(args, kwargs).run_id)
+
+    def parts(_args: tuple, _kwargs: dict) -> Key:
+        return OBJECTS
 
     changes = Changes()
-    return all([_notify(fleet_handlers, "push_messages", changes),
-                _notify(runtime_handlers, "push_messages", changes),
-                _hold(fleet_handlers, "pull_messages", found, changes),
-                _hold(runtime_handlers, "pull_messages", found, changes)])
+    return all([_notify(runtime, "push_messages", changes, for_nodes),
+                _notify(fleet, "push_messages", changes, for_runs),
+                _notify(runtime, "push_object", changes, stored_parts),
+                _notify(fleet, "push_object", changes, stored_parts),
+                _hold(fleet, "pull_messages", _messages_found, changes, node_of),
+                _hold(runtime, "pull_messages", _messages_found, changes, run_of),
+                _hold(fleet, "pull_object", _part_stored, changes, parts),
+                _hold(runtime, "pull_object", _part_stored, changes, parts)])
 
 
-class _ShorterSleeps:
-    """Stands in for the ``time`` module: ``sleep`` of a listed length is shorter."""
+STORED = "stored"  # a SuperNode's reply or part: what its own loop waits for
+TASK = "task"  # a SuperNode's new task: what a held request of its worker waits for
 
-    def __init__(self, shorter: dict[float, float]) -> None:
-        self.shorter = shorter
+
+class _PromptSleeps:
+    """Stands in for the ``time`` module in a SuperNode's loop: its 3 s
+    sleep after an empty pull lasts SUPERLINK_PULL_INTERVAL, and its 0.5 s
+    sleeps (waiting for the ClientApp's reply, or for a part of it) last
+    until ``changes`` is notified of a store, HOLD_CHECK at most."""
+
+    def __init__(self, changes: Changes) -> None:
+        self.changes = changes
+        self._seen = threading.local()  # the count at the thread's last wake
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(self.shorter.get(seconds, seconds))
+        if seconds == 3:
+            time.sleep(SUPERLINK_PULL_INTERVAL)
+            return
+        if seconds != 0.5:
+            time.sleep(seconds)
+            return
+        # The first wait of a thread returns at once (it has seen no count):
+        # a store between the loop's look and this call is never missed.
+        self.changes.wait(getattr(self._seen, "count", -1), HOLD_CHECK, STORED)
+        self._seen.count = self.changes.count(STORED)
 
     def __getattr__(self, name: str) -> object:
         return getattr(time, name)
@@ -222,19 +312,40 @@ def patch_supernode_waits() -> bool:
         return False
     from flwr.supernode import start_client_internal as loop
 
-    waits = {3: SUPERLINK_PULL_INTERVAL, 0.5: REPLY_CHECK_INTERVAL}
-    if not isinstance(loop.time, (ModuleType, _ShorterSleeps)) or not all(
-            f"time.sleep({seconds})" in inspect.getsource(loop) for seconds in waits):
+    if not isinstance(loop.time, (ModuleType, _PromptSleeps)) or not all(
+            f"time.sleep({seconds})" in inspect.getsource(loop) for seconds in (3, 0.5)):
         return False
+    from flwr.supercore.object_store.in_memory_object_store import InMemoryObjectStore
+    from flwr.supercore.object_store.sql_object_store import SqlObjectStore
     from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
-    from flwr.supernode.servicer.runtime import runtime_handlers
+    from flwr.supernode.servicer.runtime import runtime_handlers as runtime
+
+    def task(_args: tuple, _kwargs: dict) -> Key:
+        return TASK
+
+    def parts(_args: tuple, _kwargs: dict) -> Key:
+        return OBJECTS
+
+    def new_task(_args: tuple, _kwargs: dict) -> Iterable[Key]:
+        return (TASK,)
+
+    def stored_part(_args: tuple, _kwargs: dict) -> Iterable[Key]:
+        return (OBJECTS, STORED)
+
+    def stored_reply(_args: tuple, _kwargs: dict) -> Iterable[Key]:
+        return (STORED,)
 
     changes = Changes()
-    if not (patch_object_pulls() and _notify(InMemoryNodeState, "create_task", changes)
-            and _hold(runtime_handlers, "acquire_task", lambda answer: bool(answer.token),
-                      changes)):
+    if not (patch_object_pulls()
+            and _notify(InMemoryNodeState, "create_task", changes, new_task)
+            and all(_notify(store, "put", changes, stored_part)
+                    for store in (InMemoryObjectStore, SqlObjectStore))
+            and _notify(runtime, "push_messages", changes, stored_reply)
+            and _hold(runtime, "acquire_task", lambda answer: bool(answer.token), changes, task)
+            and _hold(runtime, "pull_object", _part_stored, changes, parts)):
         return False
-    loop.time = _ShorterSleeps(waits)
+    if not isinstance(loop.time, _PromptSleeps):
+        loop.time = _PromptSleeps(changes)
     return True
 
 

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 from flwr.supercore.inflatable import inflatable_utils
+from flwr.supercore.object_store.in_memory_object_store import InMemoryObjectStore
+from flwr.supercore.object_store.sql_object_store import SqlObjectStore
 from flwr.superlink.servicer.fleet import fleet_handlers
 from flwr.superlink.servicer.runtime import runtime_handlers as link_runtime
 from flwr.supernode import start_client_internal as supernode_loop
@@ -21,6 +23,7 @@ from hl_flower import prompt_delivery
 from hl_flower.prompt_delivery import (
     HOLD,
     OBJECT_PULL_BACKOFF,
+    STORED,
     TESTED_FLWR,
     Changes,
     held,
@@ -29,10 +32,14 @@ from hl_flower.prompt_delivery import (
     patch_supernode_waits,
 )
 
-# What the patches wrap: (owner, attribute)
-WRAPPED = ((fleet_handlers, "pull_messages"), (fleet_handlers, "push_messages"),
-           (link_runtime, "pull_messages"), (link_runtime, "push_messages"),
-           (runtime_handlers, "acquire_task"), (InMemoryNodeState, "create_task"))
+# What the patches wrap: (owner, attribute), a SuperLink's then a SuperNode's
+SUPERLINK_WRAPPED = tuple((handlers, name) for handlers in (fleet_handlers, link_runtime)
+                          for name in ("pull_messages", "push_messages", "pull_object",
+                                       "push_object"))
+SUPERNODE_WRAPPED = ((runtime_handlers, "acquire_task"), (runtime_handlers, "pull_object"),
+                     (runtime_handlers, "push_messages"), (InMemoryNodeState, "create_task"),
+                     (InMemoryObjectStore, "put"), (SqlObjectStore, "put"))
+WRAPPED = SUPERLINK_WRAPPED + SUPERNODE_WRAPPED
 PULLS = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
 FLOWER_BACKOFF = {"initial_backoff": 1, "backoff_cap": 10}  # flwr 1.42's own
 
@@ -87,6 +94,51 @@ def test_a_held_request_looks_again_when_something_is_stored(
     assert answer == ["a message"] and time.monotonic() - started < 5  # not 10 s
 
 
+def notify_later(changes: Changes, *keys: object, after: float = 0.2) -> None:
+    def notify() -> None:
+        time.sleep(after)
+        changes.notify(*keys)
+
+    threading.Thread(target=notify).start()
+
+
+def test_a_held_request_wakes_only_for_its_own_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A push for node 2 does not make node 1's held pull look again (no
+    handler call); a push for node 1 does, at once."""
+    monkeypatch.setattr(prompt_delivery, "HOLD", 20.0)
+    monkeypatch.setattr(prompt_delivery, "HOLD_CHECK", 10.0)
+    changes, calls = Changes(), []
+
+    def handler(request: dict) -> list[str]:
+        calls.append(time.monotonic())
+        return ["a message"] if changes.count(("node", 1)) else []
+
+    notify_later(changes, ("node", 2), after=0.2)
+    notify_later(changes, ("node", 1), after=1.0)
+    started = time.monotonic()
+    answer = held(handler, bool, changes, key=lambda args, _: ("node", args[0]["node"]))(
+        {"node": 1})
+    assert answer == ["a message"] and time.monotonic() - started < 5  # not 10 s
+    assert len(calls) == 2 and calls[1] - started >= 1.0  # not woken at 0.2 s
+
+
+def test_a_supernode_waiting_for_a_reply_wakes_when_it_is_stored(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SuperNode loop's 0.5 s look for its reply becomes a wait for the
+    next store; its 3 s wait after an empty pull becomes 5 ms."""
+    monkeypatch.setattr(prompt_delivery, "HOLD_CHECK", 10.0)
+    changes = Changes()
+    sleeps = prompt_delivery._PromptSleeps(changes)
+    started = time.monotonic()
+    sleeps.sleep(0.5)  # a thread's first wait returns at once: nothing missed
+    sleeps.sleep(3)
+    assert time.monotonic() - started < 1
+    notify_later(changes, STORED, after=0.3)
+    started = time.monotonic()
+    sleeps.sleep(0.5)
+    assert 0.3 <= time.monotonic() - started < 5  # woken by the store, not after 10 s
+
+
 @pytest.fixture
 def flower_as_shipped(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """Flower's handlers, SuperNode loop and part-pull waits as flwr ships
@@ -133,23 +185,21 @@ def test_the_tested_flower_is_the_installed_one() -> None:
 
 def test_superlink_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
     assert patch_superlink_waits() and patch_superlink_waits()
-    for owner, name in WRAPPED[:4]:
+    for owner, name in SUPERLINK_WRAPPED:
         assert getattr(owner, name).__wrapped__ is original(flower_as_shipped, owner, name)
-    for owner, name in WRAPPED[4:]:  # a SuperNode's
+    for owner, name in SUPERNODE_WRAPPED:
         assert getattr(owner, name) is original(flower_as_shipped, owner, name)
 
 
 def test_supernode_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> None:
     assert patch_supernode_waits() and patch_supernode_waits()
-    for owner, name in WRAPPED[4:]:
+    for owner, name in SUPERNODE_WRAPPED:
         assert getattr(owner, name).__wrapped__ is original(flower_as_shipped, owner, name)
-    for owner, name in WRAPPED[:4]:  # a SuperLink's
+    for owner, name in SUPERLINK_WRAPPED:
         assert getattr(owner, name) is original(flower_as_shipped, owner, name)
-    shorter = supernode_loop.time
-    assert isinstance(shorter, prompt_delivery._ShorterSleeps)
-    assert shorter.shorter == {3: prompt_delivery.SUPERLINK_PULL_INTERVAL,
-                               0.5: prompt_delivery.REPLY_CHECK_INTERVAL}
-    assert shorter.monotonic is time.monotonic  # the rest of `time` as it is
+    prompt = supernode_loop.time
+    assert isinstance(prompt, prompt_delivery._PromptSleeps)
+    assert prompt.monotonic is time.monotonic  # the rest of `time` as it is
     for pull in PULLS:
         assert (pull.__kwdefaults__["initial_backoff"],
                 pull.__kwdefaults__["backoff_cap"]) == OBJECT_PULL_BACKOFF
