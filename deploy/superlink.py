@@ -3,12 +3,14 @@
     python -m deploy.superlink --insecure --disable-runtime-dependency-installation
 
 Takes every ``flower-superlink`` flag and runs Flower's own SuperLink after
-one change (``hl_flower.prompt_delivery``): a request that waits for something
+two changes. ``hl_flower.prompt_delivery``: a request that waits for something
 (a SuperNode's pull of its next message or of a message part, the ServerApp's
 pull of replies or of their parts) is held open up to 2 s and answered as soon
 as the push it waits for arrives, so SuperNodes started with
 ``python -m deploy.supernode`` get their message at once while asking about
-twice a second. On a Flower other than the
+twice a second; and the SuperLink's six layers that act on one API only
+(Control or Fleet) run only for that API's requests
+(``deploy.lean_middleware``). On a Flower other than the
 tested version it says so in one line and runs unchanged.
 """
 
@@ -20,14 +22,16 @@ import sys
 from flwr.superlink.cli import flower_superlink
 
 from deploy.cli import path_with_this_python, run_flower_command
+from deploy.lean_middleware import scope_superlink_middleware
 from hl_flower.prompt_delivery import STOCK_NOTE, patch_superlink_waits
 
 
 def main(argv: list[str]) -> None:
     """Run Flower's SuperLink on ``argv`` with held pulls."""
     os.environ["PATH"] = path_with_this_python()  # it starts flower-superexec by name
+    patched = all([patch_superlink_waits(), scope_superlink_middleware()])
     run_flower_command(flower_superlink, argv, "python -m deploy.superlink",
-                       None if patch_superlink_waits() else STOCK_NOTE)
+                       None if patched else STOCK_NOTE)
 
 
 if __name__ == "__main__":
