@@ -2,6 +2,7 @@
 
     python benchmarks/deploy_step.py                 # mnist-5k, 10 nodes, 20 steps
     python benchmarks/deploy_step.py --steps 30 --skip-stock
+    python benchmarks/deploy_step.py --steps 40 --repeats 3 --skip-stock   # pooled rounds
     python benchmarks/deploy_step.py --quick --skip-stock   # the whole quick preset
 
 The same settings run (one episode of ``--steps`` steps; the goal, 0.99, is
@@ -32,6 +33,11 @@ the proportional set size of every process of the way (the simulation and
 Ray; the SuperLink, SuperNodes, workers, ServerApp and ``flwr run``),
 sampled every 0.5 s. Runs one way at a time. Prints figures, ends with
 ``deployed/simulated median step = X``; asserts nothing.
+
+The machine's speed can drift by a third within minutes (a 2-core virtual
+machine), and the ways run one after the other: ``--repeats N`` alternates
+the simulated and deployed ways N times, prints each round's ratio, and
+takes the medians over all rounds' steps (stock Flower plays once).
 """
 
 from __future__ import annotations
@@ -195,10 +201,16 @@ def main() -> None:
                         help="leave out Flower's own processes (about 10 s a step)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds one deployed run may take")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="play the simulated and deployed ways this many times, "
+                             "alternating, and pool their steps (the machine's speed drifts "
+                             "between runs; stock Flower plays once)")
     parser.add_argument("--keep", type=Path, default=None,
                         help="keep the runs and logs in this new folder (default: "
                              "a temporary one, removed)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats {args.repeats}: give 1 or more")
     if args.keep is not None and args.keep.exists():
         parser.error(f"--keep {args.keep} exists; choose a new folder")
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,17 +218,23 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         what = ("the quick preset (12 episodes)" if args.quick
                 else f"1 episode x {args.steps} steps")
-        print(f"{args.dataset}, {args.nodes} nodes, {what}, seed {args.seed}", flush=True)
-        ways = {"simulated": simulated(args, folder)}
-        print(describe("simulated", ways["simulated"]), flush=True)
-        ways["deployed, workers"] = deployed(args, folder, stock=False)
-        print(describe("deployed, workers", ways["deployed, workers"]), flush=True)
-        if not args.skip_stock:
-            ways["deployed, stock Flower"] = deployed(args, folder, stock=True)
-            print(describe("deployed, stock Flower", ways["deployed, stock Flower"]),
-                  flush=True)
-        same = all(way.choices() == ways["simulated"].choices() for way in ways.values())
-        median = {name: statistics.median(way.step_times()) for name, way in ways.items()}
+        print(f"{args.dataset}, {args.nodes} nodes, {what}, seed {args.seed}"
+              + (f", {args.repeats} rounds" if args.repeats > 1 else ""), flush=True)
+        rounds = [play_round(args, folder / f"round-{index + 1}" if args.repeats > 1
+                             else folder, with_stock=not args.skip_stock and index == 0)
+                  for index in range(args.repeats)]
+        first = rounds[0]["simulated"]
+        same = all(way.choices() == first.choices() for ways in rounds for way in ways.values())
+        times = {name: [t for ways in rounds if name in ways for t in ways[name].step_times()]
+                 for name in rounds[0]}
+    if args.repeats > 1:
+        print(f"pooled over {args.repeats} rounds:")
+        for name, pooled in times.items():
+            print(f"{name:<22} {len(pooled)} steps: median {statistics.median(pooled):.3f} s, "
+                  f"p90 {statistics.quantiles(pooled, n=10)[-1]:.3f} s")
+        print("deployed/simulated median step by round: "
+              + ", ".join(f"{ratio(ways):.2f}" for ways in rounds))
+    median = {name: statistics.median(pooled) for name, pooled in times.items()}
     print(f"the runs' steps.csv agree apart from timings: {'yes' if same else 'NO'}")
     print(f"deployed/simulated median step = "
           f"{median['deployed, workers'] / median['simulated']:.2f}")
@@ -224,6 +242,24 @@ def main() -> None:
         print(f"stock deployed/simulated median step = "
               f"{median['deployed, stock Flower'] / median['simulated']:.2f}")
 
+
+def ratio(ways: dict[str, Way]) -> float:
+    """One round's deployed (workers) over simulated median step."""
+    return (statistics.median(ways["deployed, workers"].step_times())
+            / statistics.median(ways["simulated"].step_times()))
+
+
+def play_round(args: argparse.Namespace, folder: Path, with_stock: bool) -> dict[str, Way]:
+    """Each way once, one after the other, printing each way's line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ways = {"simulated": simulated(args, folder)}
+    print(describe("simulated", ways["simulated"]), flush=True)
+    ways["deployed, workers"] = deployed(args, folder, stock=False)
+    print(describe("deployed, workers", ways["deployed, workers"]), flush=True)
+    if with_stock:
+        ways["deployed, stock Flower"] = deployed(args, folder, stock=True)
+        print(describe("deployed, stock Flower", ways["deployed, stock Flower"]), flush=True)
+    return ways
 
 if __name__ == "__main__":
     main()
