@@ -227,13 +227,14 @@ def main() -> None:
         same = all(way.choices() == first.choices() for ways in rounds for way in ways.values())
         times = {name: [t for ways in rounds if name in ways for t in ways[name].step_times()]
                  for name in rounds[0]}
+        by_round = [ratio(ways) for ways in rounds]  # before the run folders go
     if args.repeats > 1:
         print(f"pooled over {args.repeats} rounds:")
         for name, pooled in times.items():
             print(f"{name:<22} {len(pooled)} steps: median {statistics.median(pooled):.3f} s, "
                   f"p90 {statistics.quantiles(pooled, n=10)[-1]:.3f} s")
         print("deployed/simulated median step by round: "
-              + ", ".join(f"{ratio(ways):.2f}" for ways in rounds))
+              + ", ".join(f"{value:.2f}" for value in by_round))
     median = {name: statistics.median(pooled) for name, pooled in times.items()}
     print(f"the runs' steps.csv agree apart from timings: {'yes' if same else 'NO'}")
     print(f"deployed/simulated median step = "
