@@ -30,7 +30,8 @@ process's own waits end when what they wait for is stored:
   (Flower: pulled again after 1 s, doubling up to 10 s): held by the
   SuperLink, or by the SuperNode for its worker, until the part is stored;
   a part still missing after the hold is pulled again after 5 ms, doubling
-  up to 50 ms.
+  up to 50 ms, and a message whose parts are not all there within 60 s
+  fails (Flower: two hours; a sender that died mid-message).
 - a worker's request for its next task (``deploy.clientapp_worker``; the
   stock SuperExec asks every 1 s): the SuperNode holds it until it creates
   a task.
@@ -75,6 +76,8 @@ BUSY_SHARE = 0.2  # wait 4x as long as a pass took: polling <= 20% of a core
 DEPLOYED_PULL_INTERVAL = 0.02  # ServerApp's seconds between reply pulls in deployment
 SUPERLINK_PULL_INTERVAL = 0.005  # SuperNode's seconds between pulls, each held (Flower: 3)
 OBJECT_PULL_BACKOFF = (0.005, 0.05)  # first and longest wait for a part (Flower: 1, 10)
+OBJECT_PULL_MAX_TIME = 60.0  # seconds a message's parts may take in all (Flower: 7200);
+# a held try lasts up to HOLD, so Flower's 500 tries alone would allow ~1,000 s
 HOLD, HOLD_CHECK = 2.0, 0.5  # seconds a request is held open; it looks at least this often
 OBJECTS = "objects"  # what a held pull of a message part waits for
 STOCK_NOTE = (f"note: flwr {flwr.__version__} is installed; HL-Flower's shorter "
@@ -105,18 +108,21 @@ def tune_grid(grid: Grid) -> bool:
 
 def patch_object_pulls() -> bool:
     """Wait 0.005 s (doubling up to 0.05 s) for a message part that is not
-    uploaded yet, instead of 1 s (up to 10 s); False if Flower differs."""
+    uploaded yet, instead of 1 s (up to 10 s), and give up on a message's
+    parts after OBJECT_PULL_MAX_TIME seconds instead of two hours (a sender
+    that died mid-message); False if Flower differs."""
     if flwr.__version__ != TESTED_FLWR:
         return False
     from flwr.supercore.inflatable import inflatable_utils
 
     pulls = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
-    if not all({"initial_backoff", "backoff_cap"} <= (pull.__kwdefaults__ or {}).keys()
+    if not all({"initial_backoff", "backoff_cap", "max_time"} <= (pull.__kwdefaults__ or {}).keys()
                for pull in pulls):
         return False
     for pull in pulls:
         pull.__kwdefaults__["initial_backoff"], pull.__kwdefaults__["backoff_cap"] = (
             OBJECT_PULL_BACKOFF)
+        pull.__kwdefaults__["max_time"] = OBJECT_PULL_MAX_TIME
     return True
 
 

@@ -41,7 +41,7 @@ SUPERNODE_WRAPPED = ((runtime_handlers, "acquire_task"), (runtime_handlers, "pul
                      (InMemoryObjectStore, "put"), (SqlObjectStore, "put"))
 WRAPPED = SUPERLINK_WRAPPED + SUPERNODE_WRAPPED
 PULLS = (inflatable_utils.pull_objects, inflatable_utils.pull_and_inflate_object_from_tree)
-FLOWER_BACKOFF = {"initial_backoff": 1, "backoff_cap": 10}  # flwr 1.42's own
+FLOWER_BACKOFF = {"initial_backoff": 1, "backoff_cap": 10, "max_time": 7200}  # flwr 1.42's
 
 
 class Handler:
@@ -210,4 +210,5 @@ def test_object_pull_patch_twice_is_once(flower_as_shipped: SimpleNamespace) -> 
     for pull in PULLS:
         assert (pull.__kwdefaults__["initial_backoff"],
                 pull.__kwdefaults__["backoff_cap"]) == OBJECT_PULL_BACKOFF
+        assert pull.__kwdefaults__["max_time"] == prompt_delivery.OBJECT_PULL_MAX_TIME
         assert pull.__kwdefaults__["max_tries_per_object"] == 500  # the rest untouched
