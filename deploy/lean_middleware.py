@@ -28,7 +28,8 @@ from typing import Any
 import flwr
 from starlette.middleware import Middleware
 
-TESTED_FLWR = "1.42.0"
+from hl_flower.prompt_delivery import TESTED_FLWR  # the one Flower the patches were read from
+
 CONTROL, FLEET = "/v1/control/", "/v1/fleet/"
 # Each layer acting on one API only (read from flwr 1.42.0's source: its
 # dispatch passes any other path straight to call_next), and that API's prefix.

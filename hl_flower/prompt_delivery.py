@@ -131,12 +131,17 @@ KeyOf = Callable[[tuple, dict], Key]
 KeysOf = Callable[[tuple, dict], Iterable[Key]]
 
 
-def _everything(_args: tuple, _kwargs: dict) -> Key:
-    return None
+def _always(key: Key) -> KeyOf:
+    """A request's key that is the same for every request: ``key``."""
+    return lambda _args, _kwargs: key
 
 
-def _everyone(_args: tuple, _kwargs: dict) -> Iterable[Key]:
-    return (None,)
+def _always_all(*keys: Key) -> KeysOf:
+    """The keys a store notifies whatever its arguments: ``keys``."""
+    return lambda _args, _kwargs: keys
+
+
+_everything, _everyone = _always(None), _always_all(None)
 
 
 class Changes:
@@ -259,19 +264,13 @@ def patch_superlink_waits() -> bool:
     def for_runs(args: tuple, kwargs: dict) -> Iterable[Key]:
         return {("run", m.metadata.run_id) for m in _request(args, kwargs).messages_list}
 
-    def stored_parts(_args: tuple, _kwargs: dict) -> Iterable[Key]:
-        return (OBJECTS,)
-
     def node_of(args: tuple, kwargs: dict) -> Key:
         return ("node", _request(args, kwargs).node.node_id)
 
     def run_of(args: tuple, kwargs: dict) -> Key:
         return ("run", _task(args, kwargs).run_id)
 
-    def parts(_args: tuple, _kwargs: dict) -> Key:
-        return OBJECTS
-
-    changes = Changes()
+    changes, stored_parts, parts = Changes(), _always_all(OBJECTS), _always(OBJECTS)
     return all([_notify(runtime, "push_messages", changes, for_nodes),
                 _notify(fleet, "push_messages", changes, for_runs),
                 _notify(runtime, "push_object", changes, stored_parts),
@@ -326,29 +325,15 @@ def patch_supernode_waits() -> bool:
     from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
     from flwr.supernode.servicer.runtime import runtime_handlers as runtime
 
-    def task(_args: tuple, _kwargs: dict) -> Key:
-        return TASK
-
-    def parts(_args: tuple, _kwargs: dict) -> Key:
-        return OBJECTS
-
-    def new_task(_args: tuple, _kwargs: dict) -> Iterable[Key]:
-        return (TASK,)
-
-    def stored_part(_args: tuple, _kwargs: dict) -> Iterable[Key]:
-        return (OBJECTS, STORED)
-
-    def stored_reply(_args: tuple, _kwargs: dict) -> Iterable[Key]:
-        return (STORED,)
-
     changes = Changes()
     if not (patch_object_pulls()
-            and _notify(InMemoryNodeState, "create_task", changes, new_task)
-            and all(_notify(store, "put", changes, stored_part)
+            and _notify(InMemoryNodeState, "create_task", changes, _always_all(TASK))
+            and all(_notify(store, "put", changes, _always_all(OBJECTS, STORED))
                     for store in (InMemoryObjectStore, SqlObjectStore))
-            and _notify(runtime, "push_messages", changes, stored_reply)
-            and _hold(runtime, "acquire_task", lambda answer: bool(answer.token), changes, task)
-            and _hold(runtime, "pull_object", _part_stored, changes, parts)):
+            and _notify(runtime, "push_messages", changes, _always_all(STORED))
+            and _hold(runtime, "acquire_task", lambda answer: bool(answer.token), changes,
+                      _always(TASK))
+            and _hold(runtime, "pull_object", _part_stored, changes, _always(OBJECTS))):
         return False
     if not isinstance(loop.time, _PromptSleeps):
         loop.time = _PromptSleeps(changes)
