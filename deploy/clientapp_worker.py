@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from logging import ERROR, INFO
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
 
 import httpx
@@ -57,6 +57,7 @@ from flwr.supercore import log
 from flwr.supercore.app_utils import start_parent_process_monitor
 from flwr.supercore.constant import TaskType
 from flwr.supercore.heartbeat import HeartbeatSender, make_task_heartbeat_fn_http
+from flwr.supercore.inflatable.inflatable_utils import ObjectPushError
 from flwr.supercore.interceptors import (
     RuntimeTokenHttpInterceptor,
     RuntimeVersionHttpInterceptor,
@@ -135,7 +136,9 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
     """Run one ClientApp task: pull, call, push the reply, the Context and the status.
 
     A ClientApp that raises gets an error reply (as in ``flwr-clientapp``) and
-    the Context it was given, unchanged.
+    the Context it was given, unchanged. A reply the SuperNode no longer takes
+    (``flwr stop`` mid-task ends its push session) is one warning, and the
+    worker serves on.
     """
     client = connection.client(RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
                                RuntimeTokenHttpInterceptor(token))
@@ -161,6 +164,9 @@ def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
         try:
             if reply is not None and context is not None:
                 push_message(client, reply, context)
+        except (ObjectPushError, httpx.HTTPError) as err:
+            log(WARNING, "worker: the reply was not taken (%s); its run was stopped, "
+                "or its task ended, before it was sent", type(err).__name__)
         finally:
             push_task_output(client=client, context=context, sub_status=status,
                              details=details)
@@ -304,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL,
                    help=f"seconds from an empty answer to the next ask for a task "
                         f"(default {POLL_INTERVAL}); a SuperNode started with "
-                        "python -m deploy.supernode holds each ask open up to 2 s, "
+                        "python -m deploy.supernode holds each ask open up to 10 s, "
                         "Flower's own answers at once")
     p.add_argument("--verbose", action="store_true",
                    help="keep TensorFlow's start-up messages and logs")

@@ -14,6 +14,7 @@ and ClientApp processes), even those already orphaned. POSIX only.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -43,11 +44,47 @@ class ProcessError(RuntimeError):
     """A process did not start, exited, or did not log what was expected."""
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+# free_port's picks: from here to below the kernel's own range. Above Ray's
+# default worker ports (10002-19999; a simulation's Ray workers bind there, and
+# `ray start` refuses a --port inside that range).
+LOWEST_PORT = 20000
+FEWEST_PORTS = 1000  # a smaller range to pick from is unusual: the kernel picks instead
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel gives outgoing connections their ports from
+    (Linux's ``ip_local_port_range``; its default where that is not readable)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def pick_range() -> tuple[int, int] | None:
+    """The ports :func:`free_port` picks from, ``(first, end)`` with ``end``
+    excluded: :data:`LOWEST_PORT` up to the kernel's ephemeral range; None
+    when that holds fewer than :data:`FEWEST_PORTS` (the kernel picks then)."""
+    low, _ = ephemeral_ports()
+    return (LOWEST_PORT, low) if low - LOWEST_PORT >= FEWEST_PORTS else None
+
+
+def free_port(host: str = LOOPBACK, tries: int = 100) -> int:
+    """A TCP port nobody listens on right now, picked at random below the
+    kernel's ephemeral range: a port from that range (what binding port 0
+    gives) can be taken by any outgoing connection before the process that
+    was told to listen there binds it (seen in CI: "SuperNode Runtime HTTP
+    API failed to start"). Raises ProcessError when no free port is found."""
+    span = pick_range()
+    if span is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+            return int(probe.getsockname()[1])
+    for _ in range(tries):
+        port = random.randrange(*span)
+        if busy_port(port, 1, host) is None:
+            return port
+    raise ProcessError(f"found no free port in {span[0]}..{span[1] - 1}")
 
 
 def busy_port(first: int, count: int, host: str = LOOPBACK) -> int | None:
@@ -63,10 +100,13 @@ def busy_port(first: int, count: int, host: str = LOOPBACK) -> int | None:
 
 
 def free_ports_in_a_row(count: int, host: str = LOOPBACK, tries: int = 50) -> int:
-    """First of ``count`` consecutive free ports (for ``start_supernodes --first-port``)."""
+    """First of ``count`` consecutive free ports (for ``start_supernodes --first-port``),
+    all inside :func:`pick_range` when :func:`free_port` picks there."""
+    span = pick_range()
+    below = span[1] if span else 65536
     for _ in range(tries):
         first = free_port(host)
-        if first + count <= 65535 and busy_port(first, count, host) is None:
+        if first + count <= below and busy_port(first, count, host) is None:
             return first
     raise ProcessError(f"found no {count} free ports in a row")
 
@@ -167,6 +207,7 @@ class LocalProcess:
             self.popen.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        _wait_until_gone([self], time.monotonic() + 10)  # TensorFlow takes a moment to go
 
 
 def stop_together(processes: list[LocalProcess], timeout: float = 10.0) -> None:
@@ -189,10 +230,16 @@ def stop_together(processes: list[LocalProcess], timeout: float = 10.0) -> None:
     for process in processes:
         for pid in process.family():
             _send(pid, signal.SIGTERM)
-    while any(process.family() for process in processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    _wait_until_gone(processes, deadline)
     for process in processes:
         process.kill()
+
+
+def _wait_until_gone(processes: list[LocalProcess], deadline: float) -> None:
+    """Wait until no process of ``processes``' families is alive, or until
+    ``deadline`` (``time.monotonic()``)."""
+    while any(process.family() for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _send(pid: int, signum: int) -> None:

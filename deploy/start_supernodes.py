@@ -118,6 +118,21 @@ def stop_all(nodes: list[LocalProcess]) -> None:
     stop_together(nodes)
 
 
+def report_exits(nodes: list[LocalProcess], pause: float = 1.0) -> None:
+    """Print one line to stderr for each SuperNode that exits, with the reason
+    its log gives; return when every one has exited (each reported once,
+    the last one too), looking every ``pause`` seconds."""
+    reported: set[str] = set()
+    while len(reported) < len(nodes):
+        for node in nodes:
+            if not node.running() and node.name not in reported:
+                reported.add(node.name)
+                print(f"{node.name} exited: {refusal_reason(node.log())}",
+                      file=sys.stderr, flush=True)
+        if len(reported) < len(nodes):
+            time.sleep(pause)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start, report, wait for Ctrl-C, stop."""
     parser = OneLineParser(prog="python -m deploy.start_supernodes",
@@ -158,14 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"log {node.log_path}")
         print(f"{len(nodes)} SuperNodes connected to {args.superlink}; Ctrl-C stops them",
               flush=True)
-        reported: set[str] = set()
-        while any(node.running() for node in nodes):
-            for node in nodes:
-                if not node.running() and node.name not in reported:
-                    reported.add(node.name)
-                    print(f"{node.name} exited: {refusal_reason(node.log())}",
-                          file=sys.stderr, flush=True)
-            time.sleep(1)
+        report_exits(nodes)
         print("every SuperNode has exited", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

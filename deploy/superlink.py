@@ -4,12 +4,13 @@
 
 Takes every ``flower-superlink`` flag and runs Flower's own SuperLink after
 two changes. ``hl_flower.prompt_delivery``: a request that waits for something
-(a SuperNode's pull of its next message or of a message part, the ServerApp's
-pull of replies or of their parts) is held open up to 2 s and answered as soon
-as the push it waits for arrives, so SuperNodes started with
-``python -m deploy.supernode`` get their message at once while asking about
-twice a second; and the SuperLink's six layers that act on one API only
-(Control or Fleet) run only for that API's requests
+(a SuperNode's pull of its next message, held open up to 10 s; a pull of a
+message part, or the ServerApp's pull of replies or of their parts, up to
+2 s) is answered as soon as the push it waits for arrives, so SuperNodes
+started with ``python -m deploy.supernode`` get their message at once while
+an idle one asks about every 10 s; and the SuperLink's six layers that act on one API only
+(Control or Fleet) run only for that API's requests, and its error and
+protobuf translation layers run as plain ASGI layers
 (``deploy.lean_middleware``). On a Flower other than the
 tested version it says so in one line and runs unchanged.
 """

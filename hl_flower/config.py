@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -395,6 +396,28 @@ def _key(field_name: str) -> str:
 # Flags whose command-line name differs from the field name.
 FLAG_ALIASES = {"num_nodes": "nodes"}
 
+# "--flag" and, when one follows, a value: a number, true/false, a quoted
+# text, or a token with a path's or a partition's punctuation in it.
+_FLAG_IN_TEXT = re.compile(r"--([a-z][a-z0-9-]*)"
+                           r"(?: (-?[0-9.][\w.+-]*|true|false|'[^']*'|\S*[/:.]\S*))?")
+_KEY_NOTE = re.compile(r" \(run-config key [a-z0-9-]+\)")
+
+
+def in_run_config_words(message: str) -> str:
+    """``message``, written for sim.py's flags, as a ``flwr run`` user
+    reads it: each setting's ``--flag VALUE`` becomes ``key=VALUE`` and a
+    lone ``--flag`` its run-config key (``--nodes 1`` -> ``num-nodes=1``).
+    Flags that are not settings (``--federation-config``) stay."""
+    keys = {flag_name(f.name): _key(f.name) for f in fields(HLConfig)}
+
+    def run_config_words(match: re.Match) -> str:
+        key = keys.get(match[1])
+        if key is None:
+            return match[0]
+        return f"{key}={match[2]}" if match[2] else key
+
+    return _FLAG_IN_TEXT.sub(run_config_words, _KEY_NOTE.sub("", message))
+
 
 def to_flat(config: HLConfig) -> dict[str, Any]:
     """Kebab-case dict of every setting (Flower run config / ConfigRecord)."""
@@ -444,7 +467,7 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
     flag, key = flag_name(name), _key(name)
     where = f"--{flag}" + ("" if flag == key else f" (run-config key {key})")
     if kind in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{where} must be a number, got the boolean {value!r}")
+        raise ConfigError(f"{where} must be a number, got the boolean {str(value).lower()}")
     try:
         if kind is bool:
             return SWITCH_WORDS[value.strip().lower()] if isinstance(value, str) else bool(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from .config import ConfigError, HLConfig
+from .config import ConfigError, HLConfig, in_run_config_words
 from .data import DataError
 from .distance import DistanceError
 from .runlog import RunFolderExists
@@ -45,14 +45,15 @@ class OneLineInputErrors(logging.Filter):
     """On Flower's logger: a :class:`RunConfigError`, or the NodeFailure of a
     run that could not go on (no node for a partition, too many failures),
     that ends a ServerApp is logged as its one line, not with a traceback
-    (Flower logs every exception of a ServerApp with ``exc_info``)."""
+    (Flower logs every exception of a ServerApp with ``exc_info``), in
+    run-config words (``num-nodes=3``, not sim.py's ``--nodes 3``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Replace the record's message and traceback; always keep it."""
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and isinstance(error, RunConfigError | _node_failure()):
             record.msg, record.args, record.exc_info, record.exc_text = (
-                "%s", (f"flwr run: {error}",), None, None)
+                "%s", (f"flwr run: {in_run_config_words(str(error))}",), None, None)
         return True
 
 

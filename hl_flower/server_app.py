@@ -17,7 +17,14 @@ from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
 
-from strategies import EpisodeResult, HomogeneousLearning, NodeFailure, StepResult
+from strategies import (
+    EpisodeResult,
+    HomogeneousLearning,
+    MeteredGrid,
+    NodeFailure,
+    StepResult,
+    TravellingModel,
+)
 
 from . import (
     task,
@@ -38,6 +45,7 @@ from .config import (
     ConfigError,
     HLConfig,
     from_flat,
+    in_run_config_words,
     to_flat,
 )
 from .data import partition_class_counts
@@ -46,6 +54,7 @@ from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
 from .inputs import INPUT_ERRORS, RunConfigError, check_inputs, quiet_input_errors
 from .plots import plot_last_episode, plot_partitions, plot_training
+from .prompt_delivery import tune_grid
 from .runlog import (
     PARTITIONS_FILE,
     PARTITIONS_PLOT,
@@ -57,6 +66,9 @@ from .runlog import (
     write_partition_table,
 )
 from .tensorboard_curves import TrainingCurves
+
+# summary.json's "stopped" when Flower ended the ServerApp
+ENDED_BY_FLOWER = "ended by Flower (flwr stop, or a signal to the ServerApp)"
 
 
 def run_hl(grid: Grid, config: HLConfig, folder: Path,
@@ -112,6 +124,14 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
         if on_episode:
             on_episode(result)
 
+    def summary_of(stopped: str | None) -> dict:
+        return recorder.summary() | {"wall_time": time.perf_counter() - started,
+                                     "policy_updates": strategy.policy_updates,
+                                     "resumed_from_episode": first_episode if resume else None,
+                                     "stopped": stopped,
+                                     "best_validation": (dataclasses.asdict(best.best)
+                                                         if best.best else None)}
+
     evaluate = TestSetEvaluator(config)
     new_model = model_factory(config)
     stopped = None
@@ -133,15 +153,16 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
             done = stop
     except NodeFailure as failure:  # logged so far stays; the summary says why
         stopped = str(failure)
+    except SystemExit:
+        # Flower's signal handler ends the ServerApp this way on `flwr stop`
+        # (and on SIGINT/SIGTERM), then kills the process 5 s later: the
+        # summary only, no plots.
+        write_json(folder / "summary.json", summary_of(ENDED_BY_FLOWER))
+        raise
     finally:
         if curves:
             curves.close()
-    summary = recorder.summary() | {"wall_time": time.perf_counter() - started,
-                                    "policy_updates": strategy.policy_updates,
-                                    "resumed_from_episode": first_episode if resume else None,
-                                    "stopped": stopped,
-                                    "best_validation": (dataclasses.asdict(best.best)
-                                                        if best.best else None)}
+    summary = summary_of(stopped)
     write_json(folder / "summary.json", summary)
     plot_last_episode(recorder.steps, config.goal, folder / "last_episode_accuracy.png")
     plot_training(recorder.episodes, folder / "training.png")
@@ -214,7 +235,8 @@ def main(grid: Grid, context: Context) -> None:
     per episode (shown by ``flwr run --stream``). Everything ``sim.py``
     checks is checked before the run folder is made; a mistake ends the run
     with one line (RunConfigError)."""
-    config, folder = checked_run(dict(context.run_config))
+    config, folder = checked_run(dict(context.run_config),
+                                 before_writing=lambda config: check_nodes(grid, config))
 
     def log_episode(result: EpisodeResult) -> None:
         log(INFO, "episode %d/%d: %d steps, accuracy %.3f, cost %.3f, %d failures",
@@ -223,15 +245,19 @@ def main(grid: Grid, context: Context) -> None:
 
     summary = run_hl(grid, config, folder, on_episode=log_episode,
                      on_validation=lambda v, best: log(INFO, describe_validation(v, best)))
-    if summary["stopped"]:
-        raise NodeFailure(summary["stopped"])
+    if summary["stopped"]:  # Flower keeps the message as the run's status details
+        raise NodeFailure(in_run_config_words(summary["stopped"]))
 
 
-def checked_run(settings: dict) -> tuple[HLConfig, Path]:
+def checked_run(settings: dict, before_writing: Callable[[HLConfig], None] | None = None
+                ) -> tuple[HLConfig, Path]:
     """The settings and the new run folder of a ``flwr run``, from its run
     config (HL's settings plus ``run-dir`` and ``overwrite``). Raises
     RunConfigError, with nothing written, for a mistake ``sim.py`` would
-    refuse."""
+    refuse, in run-config words. ``before_writing(config)`` runs after the
+    checks and before the folder is made; what it raises ends the run with
+    nothing written (a NodeFailure reworded in run-config words too: Flower
+    keeps its message as the run's status details, ``flwr ls``)."""
     quiet_input_errors()
     run_dir = str(settings.pop("run-dir", "") or
                   f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -239,15 +265,29 @@ def checked_run(settings: dict) -> tuple[HLConfig, Path]:
         overwrite = _overwrite(settings.pop("overwrite", False))
         config = from_flat(settings).validate()
         for advice in check_inputs(config):
-            log(WARNING, "%s", advice)
+            log(WARNING, "%s", in_run_config_words(advice))
+        if before_writing:
+            before_writing(config)
         folder = create_run_folder(Path(run_dir), overwrite=overwrite, kind="train")
     except RunFolderExists as err:
         raise RunConfigError(f"{err}".replace(
             "pick another --name or pass --overwrite",
             "give another run-dir, or overwrite=true in --run-config")) from None
     except INPUT_ERRORS as err:
-        raise RunConfigError(str(err)) from None
+        raise RunConfigError(in_run_config_words(str(err))) from None
+    except NodeFailure as failure:  # from before_writing: Flower keeps it (flwr ls)
+        raise NodeFailure(in_run_config_words(str(failure))) from None
     return config, folder
+
+
+def check_nodes(grid: Grid, config: HLConfig) -> None:
+    """Wait until one node serves each of the run's partitions (at most the
+    strategies' connect grace, 30 s); NodeFailure naming what is missing and
+    the fix otherwise. ``flwr run`` asks before its run folder exists, so a
+    run that cannot start leaves nothing that would block its retry."""
+    tune_grid(grid)
+    TravellingModel.from_config(config, distance_matrix(config)).discover_nodes(
+        MeteredGrid.wrap(grid))
 
 
 def _overwrite(value: object) -> bool:

@@ -538,7 +538,8 @@ class TravellingModel(EpisodeLoop, Strategy):
             return f"node {node_id} did not say which partition it serves"
         if partitions != self.num_nodes or not 0 <= partition < partitions:
             return (f"node {node_id} serves partition {partition} of {partitions}, "
-                    f"but the run has {self.num_nodes} nodes; {self._how_to_start()}")
+                    f"but the run has {self.num_nodes} nodes; to use such nodes give "
+                    f"--nodes {partitions}, else {self._how_to_start()}")
         return partition, version
 
     def _by_partition(self, replies: Iterable[Message]) -> dict[int, Message]:

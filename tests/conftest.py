@@ -1,7 +1,9 @@
 """Test order: the longest modules first, so that pytest-xdist (``-n``, with
 ``--dist loadfile --no-loadscope-reorder`` in pyproject.toml) starts them
 early and the workers finish close together. Within a module the order is
-unchanged."""
+unchanged. Each xdist worker picks free ports (``deploy.local.free_port``)
+from its own slice of the range, so two workers never pick the same port
+between a pick and the bind."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy import local
 from deploy.local import LocalFederation
 
 # Measured with --durations (docs: README, "Tests"); the rest follow in file order.
@@ -21,6 +24,21 @@ LONGEST_FIRST = ("test_learning_random_starter.py", "test_deployment.py",
                  "test_failures.py", "test_tensorboard.py", "test_shipped_policy.py",
                  "test_starters.py", "test_forgetting.py", "test_task.py", "test_scale.py",
                  "test_ray_cluster.py", "test_truncation.py", "test_traffic.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, worker gwN of K picks ports from the N-th of K slices of
+    ``deploy.local.pick_range()``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    span = local.pick_range()
+    if not worker.startswith("gw") or count < 2 or span is None:
+        return
+    size = (span[1] - span[0]) // count
+    if size < local.FEWEST_PORTS:
+        return
+    first = span[0] + int(worker.removeprefix("gw")) * size
+    local.pick_range = lambda: (first, first + size)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

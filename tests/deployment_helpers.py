@@ -98,6 +98,22 @@ def check_finished_run(run_dir: Path, episodes: int, run: LocalProcess,
     return steps
 
 
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.05 s; AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def holds_a_task(supernode: LocalProcess) -> bool:
+    """Whether the SuperNode received a message that it has not answered yet
+    (it handles one at a time, so its ClientApp task is open)."""
+    log = supernode.log()
+    return log.rfind("Received successfully") > log.rfind("Sending:")
+
+
 def wait_for_rows(path: Path, accept: Callable[[list[dict[str, str]]], bool],
                   run: LocalProcess, timeout: float) -> list[dict[str, str]]:
     """Poll a CSV the run appends to until ``accept(rows)``."""

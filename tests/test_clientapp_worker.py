@@ -24,11 +24,14 @@ from deployment_helpers import (
     check_finished_run,
     deployment,
     flwr_run,
+    holds_a_task,
     read_csv,
     run_until_a_hop,
     start_supernodes,
+    wait_until,
 )
 
+from deploy.cli import flower_executable
 from deploy.local import (
     CONNECTED,
     PROJECT,
@@ -38,19 +41,13 @@ from deploy.local import (
     free_port,
     supernode_command,
 )
+from hl_flower.server_app import ENDED_BY_FLOWER
 
 # A task lost with its worker becomes an error reply only when the task's
 # heartbeat lapses at the SuperNode (up to ~60 s): that wait comes on top.
 LOST_TASK_TIMEOUT = RUN_TIMEOUT + 120.0
+NOT_TAKEN = "worker: the reply was not taken"
 LOADED = re.compile(r"worker: loaded (\S+) (\S+) \(FAB ([0-9a-f]{12})\)")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def worker_child(worker: LocalProcess) -> psutil.Process:
@@ -63,13 +60,6 @@ def worker_child(worker: LocalProcess) -> psutil.Process:
 
     wait_until(one_child, 30, f"{worker.name}'s supervisor running one worker")
     return found[0]
-
-
-def holds_a_task(supernode: LocalProcess) -> bool:
-    """Whether the SuperNode received a message that it has not answered yet
-    (it handles one at a time, so its ClientApp task is open)."""
-    log = supernode.log()
-    return log.rfind("Received successfully") > log.rfind("Sending:")
 
 
 @deployment
@@ -88,7 +78,9 @@ def test_a_worker_killed_mid_task_is_restarted_and_its_step_goes_elsewhere(
     supernode, worker = nodes[victim], local.workers[nodes[victim].name]
     doomed = worker_child(worker)
     wait_until(lambda: holds_a_task(supernode), RUN_TIMEOUT, f"{supernode.name} receiving")
-    time.sleep(0.5)  # the worker asks every 0.02 s: it has taken the task and trains
+    idle_cpu = sum(doomed.cpu_times()[:2])
+    wait_until(lambda: sum(doomed.cpu_times()[:2]) > idle_cpu + 0.3, RUN_TIMEOUT,
+               f"{doomed.pid} training")  # it has taken the task (a time alone may not do)
     doomed.kill()
     wait_until(lambda: f"worker {doomed.pid} died (signal 9)" in worker.log(), 30,
                "the supervisor noticing")
@@ -104,11 +96,65 @@ def test_a_worker_killed_mid_task_is_restarted_and_its_step_goes_elsewhere(
     assert summary["stopped"] is None and summary["failures_by_node"][str(victim)] >= 1
 
 
+def flwr_stop_the_run(cli_home: Path) -> None:
+    """``flwr stop`` the one run ``flwr ls`` shows on the connection in ``cli_home``."""
+    def flwr(*args: str) -> str:
+        done = subprocess.run([flower_executable("flwr"), *args], capture_output=True,
+                              text=True, env=environment(cli_home), timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    (run,) = json.loads(flwr("ls", "--format", "json"))["runs"]
+    flwr("stop", str(run["run-id"]))
+
+
+@deployment
+def test_a_run_stopped_mid_task_leaves_its_worker_serving(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """``flwr stop`` while a node trains: the stopped run's summary says
+    Flower ended it, the SuperNode drops the reply once the worker hands it
+    in, and every worker serves the next run in the same process: no
+    traceback, no restart.
+
+    Who gets there first is timing. The SuperNode drops the reply as soon as
+    the worker has announced it; when that happens before the worker has
+    pushed all of its parts (usual on an idle machine), the worker's push
+    fails and it says so in one warning; when the worker is quicker, it has
+    nothing to say. Either way it must serve on. A
+    SuperNode takes the next run's message only after the stopped one's
+    reply was dealt with, so the next run finishing means every worker is
+    past the stopped task."""
+    hop = run_until_a_hop(federation(), tmp_path, 6,
+                          **{"reply-timeout": 120.0, "local-epochs": 60})
+    # Under load the run may be a step further than the hop it was seen at.
+    wait_until(lambda: any(holds_a_task(node) for node in hop.nodes), RUN_TIMEOUT,
+               "a SuperNode receiving")
+    workers = list(hop.local.workers.values())
+    serving = {worker.name: worker_child(worker).pid for worker in workers}
+    time.sleep(0.5)  # the worker has taken the task and trains
+    flwr_stop_the_run(tmp_path / "cli")
+    hop.run.wait_for_exit(RUN_TIMEOUT)  # flwr run --stream returns once the run ended
+    wait_until(lambda: (hop.run_dir / "summary.json").exists(), 30, "the stopped run's summary")
+    summary = json.loads((hop.run_dir / "summary.json").read_text())
+    assert summary["stopped"] == ENDED_BY_FLOWER
+    assert summary["steps_total"] == len(read_csv(hop.run_dir / "steps.csv")) >= hop.steps_before
+
+    tiny = {"episodes": 1, "max-steps": 2}
+    after = flwr_run(hop.local, tmp_path / "cli", tmp_path / "run-after", **tiny)
+    check_finished_run(tmp_path / "run-after", 1, after, hop.local)
+    for worker in workers:
+        log = worker.log()
+        assert "Traceback" not in log and "died" not in log, log
+        assert worker_child(worker).pid == serving[worker.name]
+        assert len(LOADED.findall(log)) == 1, log  # no fresh worker either
+    assert sum(w.log().count(NOT_TAKEN) for w in workers) <= 1
+
+
 def copy_of_the_app(folder: Path) -> Path:
     """This project without its runs and git history, with one harmless
     change that gives it another FAB hash (same app name and version)."""
     shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(
-        ".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache"))
+        ".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"))
     with (folder / "hl_flower" / "client_app.py").open("a") as source:
         source.write("# a copy with other code, for tests/test_clientapp_worker.py\n")
     return folder
@@ -242,3 +288,21 @@ def test_command_line_mistakes_are_one_line_and_exit_2(args: list[str], expected
     assert len(lines) == 1 and lines[0].startswith("error:"), done.stderr
     assert expected.format(missing=missing) in lines[0]
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@deployment
+def test_a_supernode_stops_at_once_while_its_worker_waits_for_a_task(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """SIGTERM to a SuperNode whose worker's ask for a task is held open:
+    the hold is released, so the SuperNode's server stops without waiting
+    for it (Flower waits 3 s, then cancels it with a traceback in the log)."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    node = local.start_supernode(0, NODES)
+    node.wait_for_log(CONNECTED, START_TIMEOUT)
+    local.workers[node.name].wait_for_log("worker: serving", START_TIMEOUT)
+    time.sleep(1)  # the worker's next ask is held
+    node.stop(20)
+    log = node.log()
+    assert "SuperNode terminated gracefully" in log, log
+    assert "did not stop within" not in log and "Traceback" not in log, log

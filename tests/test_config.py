@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hl_flower.config import ConfigError, HLConfig, from_flat, preset, to_flat
@@ -286,7 +286,8 @@ NUMBERS = st.one_of(st.integers(-5, 50), st.floats(allow_nan=True, allow_infinit
                     st.sampled_from(["3", "0.5", "x", "", "true", "nan"]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])  # a loaded machine
 @given(values=st.fixed_dictionaries({}, optional={
     key: NUMBERS for key in ("num-nodes", "k", "goal", "starter", "episodes",
                              "max-steps", "learning-rate", "discount",
@@ -335,5 +336,5 @@ def test_every_setting_has_help_with_the_default_it_will_use() -> None:
 
 def test_a_boolean_is_refused_for_a_number_naming_the_flag() -> None:
     with pytest.raises(ConfigError, match=r"--nodes \(run-config key num-nodes\) must be a "
-                                          r"number, got the boolean True"):
+                                          r"number, got the boolean true"):
         from_flat({"num-nodes": True})

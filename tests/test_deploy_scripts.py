@@ -17,6 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from flwr.cli.supernode.register import try_load_public_key
 
+from deploy import local
+from deploy.local import LOWEST_PORT, ephemeral_ports, free_port, free_ports_in_a_row
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,10 +77,10 @@ def test_nothing_is_overwritten_without_force(tmp_path: Path) -> None:
     ("supernode_keys", ["create", "--nodes", "0"], "--nodes"),
     ("supernode_keys", ["register", "--keys", "/no/such/folder"], "does not exist"),
     ("start_supernodes", ["--nodes", "2"], "--insecure --root-certificates"),
-    ("start_supernodes", ["--nodes", "2", "--insecure", "--keys", "/no/such"],
-     "no private key"),
-    ("start_supernodes", ["--nodes", "2", "--root-certificates", "/no/ca.crt"],
-     "does not exist"),
+    ("start_supernodes", ["--nodes", "2", "--insecure", "--keys", "/no/such",
+                          "--first-port", "{free}"], "no private key"),
+    ("start_supernodes", ["--nodes", "2", "--root-certificates", "/no/ca.crt",
+                          "--first-port", "{free}"], "does not exist"),
     ("start_supernodes", ["--nodes", "0", "--insecure"], "--nodes"),
     ("start_supernodes", ["--nodes", "two", "--insecure"], "invalid int"),
     ("start_supernodes", ["--nodes", "2", "--insecure", "--first-port", "{busy}"],
@@ -91,7 +94,9 @@ def test_mistakes_are_one_line_and_exit_2(name: str, args: list[str], expected: 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        args = [a.format(file=tmp_path / "file", busy=busy.getsockname()[1]) for a in args]
+        args = [a.format(file=tmp_path / "file", busy=busy.getsockname()[1],
+                         free=free_ports_in_a_row(2))  # not the default 9094: maybe in use
+                for a in args]
         out = ["--out", str(tmp_path)] if name == "make_certs" and "--out" not in args else []
         done = script(name, *args, *out)
     assert done.returncode == 2, done.stderr
@@ -117,3 +122,48 @@ def test_register_without_a_superlink_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: could not register"), done.stderr
+
+
+def test_free_ports_are_bindable_and_outside_the_kernels_own_range() -> None:
+    """Ports the kernel gives outgoing connections can be taken between the
+    pick and the bind (a SuperNode then fails to start): picks avoid them."""
+    low, _ = ephemeral_ports()
+    ports = {free_port() for _ in range(20)}
+    assert len(ports) > 1  # random picks, not one fixed port
+    for port in ports:
+        assert LOWEST_PORT <= port < low
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+            server.bind(("127.0.0.1", port))
+
+
+def test_ports_in_a_row_stay_below_the_kernels_own_range(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row starting just below the ephemeral range would run into it:
+    such a start is passed over."""
+    low, _ = ephemeral_ports()
+    picks = iter([low - 2, low - 2, LOWEST_PORT + 100])
+    monkeypatch.setattr(local, "free_port", lambda host: next(picks))
+    monkeypatch.setattr(local, "busy_port", lambda *_args: None)  # every port free
+    assert free_ports_in_a_row(4) == LOWEST_PORT + 100
+
+
+class ExitingNode:
+    """Stands in for a SuperNode process that exits after ``looks`` checks."""
+
+    def __init__(self, name: str, looks: int) -> None:
+        self.name, self.looks = name, looks
+
+    def running(self) -> bool:
+        self.looks -= 1
+        return self.looks > 0
+
+    def log(self) -> str:
+        return "401 Unauthorized"
+
+
+def test_every_exit_is_reported_the_last_one_too(capsys: pytest.CaptureFixture) -> None:
+    from deploy.start_supernodes import report_exits
+
+    report_exits([ExitingNode("supernode-0", 1), ExitingNode("supernode-1", 3)], pause=0.01)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" exited: ")[0] for line in lines] == ["supernode-0", "supernode-1"]

@@ -23,9 +23,11 @@ from deployment_helpers import (
     START_TIMEOUT,
     check_finished_run,
     flwr_run,
+    holds_a_task,
     read_csv,
     run_until_a_hop,
     start_supernodes,
+    wait_until,
 )
 
 from deploy.local import CONNECTED, LocalFederation, environment, free_ports_in_a_row
@@ -118,9 +120,14 @@ def test_a_supernode_killed_mid_run_is_routed_around(
     started a ClientApp process and imported TensorFlow), so this test once
     ran at 90 s; with the workers 30 s holds."""
     steps_total = 6
-    hop = run_until_a_hop(federation(), tmp_path, steps_total, **{"reply-timeout": 30.0})
+    # 60 local epochs: the chosen node trains for a second or more, so it is
+    # killed while it holds the model, not after it answered.
+    hop = run_until_a_hop(federation(), tmp_path, steps_total,
+                          **{"reply-timeout": 30.0, "local-epochs": 60})
     local, run, run_dir, victim = hop.local, hop.run, hop.run_dir, hop.victim
     killed_after = hop.steps_before
+    wait_until(lambda: holds_a_task(hop.nodes[victim]), RUN_TIMEOUT,
+               f"{hop.nodes[victim].name} receiving")
     local.kill_node(hop.nodes[victim].name)  # the SuperNode and its worker
     run.wait_for_exit(RUN_TIMEOUT)
     steps = read_csv(run_dir / "steps.csv")
@@ -137,7 +144,7 @@ def test_a_stray_supernode_and_a_missing_partition_end_the_run_in_one_line(
     """Three SuperNodes for partitions 0-2 of 4 and a stray one without
     ``--node-config``: the stray is ignored with a warning, and after the
     grace period the run ends with one line naming the missing partition and
-    the fix, no traceback."""
+    the fix, no traceback, and no run folder that would block the retry."""
     local = federation()
     local.start_superlink(START_TIMEOUT)
     nodes = [local.start_supernode(i, NODES) for i in range(NODES - 1)]
@@ -150,4 +157,4 @@ def test_a_stray_supernode_and_a_missing_partition_end_the_run_in_one_line(
     assert "this SuperNode has no partition" in output
     assert "num-partitions=4" in output  # the fix for deployment
     assert "Traceback" not in output
-    assert not (tmp_path / "run" / "steps.csv").exists()
+    assert not (tmp_path / "run").exists()  # the nodes are checked before it is made

@@ -1,18 +1,34 @@
 """deploy.lean_middleware: the SuperLink's single-API layers run for their
-API's requests only, every layer stays in its place, and nothing changes on
-another Flower. (tests/test_deployment.py runs a SuperLink with the change:
-SuperNode authentication on the Fleet API and ``flwr run`` on the Control
-API still go through their layers.)"""
+API's requests only, every layer stays in its place, the plain-ASGI
+translation layers answer every request as Flower's own layers do, and
+nothing changes on another Flower. (tests/test_deployment.py runs a SuperLink
+and SuperNodes with the change: SuperNode authentication on the Fleet API,
+``flwr run --stream`` on the Control API, the workers on the Runtime API.)"""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
+import httpx
 import pytest
+from flwr.proto.runtime_pb2 import AcquireTaskRequest  # pylint: disable=E0611
+from flwr.supercore.object_store import ObjectStoreFactory
 from flwr.superlink import main as superlink_main
+from flwr.supernode import main as supernode_main
+from flwr.supernode.nodestate import NodeStateFactory
+from flwr.supernode.servicer.runtime import runtime_handlers
 
 from deploy import lean_middleware
-from deploy.lean_middleware import SCOPES, PathScoped, scope_superlink_middleware
+from deploy.lean_middleware import (
+    SCOPES,
+    ErrorTranslation,
+    PathScoped,
+    ProtobufTranslation,
+    lean,
+    lean_supernode_middleware,
+    scope_superlink_middleware,
+)
 
 
 class Recorder:
@@ -74,8 +90,11 @@ def test_the_single_api_layers_are_scoped_in_place(flower_middleware) -> None:
         if old.cls.__name__ in SCOPES:
             assert new.cls is PathScoped
             assert new.args[:2] == (old.cls, SCOPES[old.cls.__name__])
-        else:  # the protobuf translation and the error translation: every request
-            assert new.cls is old.cls and new.args == old.args and new.kwargs == old.kwargs
+        elif old.cls.__name__ == "ProtobufTranslationMiddleware":
+            assert new.cls is ProtobufTranslation and not new.args and not new.kwargs
+        else:  # the error translation
+            assert old.kwargs["dispatch"].__name__ == "http_error_translator"
+            assert new.cls is ErrorTranslation and not new.args and not new.kwargs
     assert sum(layer.cls is PathScoped for layer in after) == 6
 
 
@@ -84,3 +103,92 @@ def test_on_another_flower_nothing_changes(flower_middleware,
     monkeypatch.setattr(lean_middleware.flwr, "__version__", "1.43.0")
     assert scope_superlink_middleware() is False
     assert superlink_main._get_middleware is flower_middleware
+
+
+def flower_supernode_app(**kwargs: object):
+    """The SuperNode's app as Flower builds it (also when this process
+    patched ``create_app``)."""
+    create_app = getattr(supernode_main.create_app, "__wrapped__", supernode_main.create_app)
+    return create_app(**kwargs)
+
+
+def lean_supernode_app(**kwargs: object):
+    app = flower_supernode_app(**kwargs)
+    app.user_middleware[:] = lean(app.user_middleware)
+    return app
+
+
+def ask(app, method: str, path: str, body: bytes = b"",
+        content_type: str = "application/protobuf") -> httpx.Response:
+    async def request() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            return await client.request(method, path, content=body,
+                                        headers={"content-type": content_type})
+
+    return asyncio.run(request())
+
+
+def raising_handlers(*_args: object) -> None:
+    raise RuntimeError("a handler bug")
+
+
+EMPTY = AcquireTaskRequest().SerializeToString()
+REQUESTS = {  # what is asked, and of which app (a NodeState or none; handlers that raise)
+    "a protobuf answer": ("POST", "/v1/runtime/acquire-task", EMPTY, "application/protobuf",
+                          "state"),
+    "a FlowerError": ("POST", "/v1/runtime/acquire-task", EMPTY, "application/protobuf", ""),
+    "a wrong content type": ("POST", "/v1/runtime/acquire-task", EMPTY, "text/plain", "state"),
+    "a body that is not protobuf": ("POST", "/v1/runtime/acquire-task", b"\xff\xff\xff",
+                                    "application/protobuf", "state"),
+    "a handler that raises": ("POST", "/v1/runtime/acquire-task", EMPTY,
+                              "application/protobuf", "state raising"),
+    "a route outside the protobuf APIs": ("GET", "/health", b"", "text/plain", "state"),
+    "no such route": ("POST", "/v1/runtime/no-such-rpc", EMPTY, "application/protobuf",
+                      "state"),
+}
+
+
+@pytest.mark.parametrize("case", REQUESTS)
+def test_the_lean_translation_layers_answer_as_flowers_own(case: str) -> None:
+    """Status, content type and body equal, request for request, between the
+    SuperNode app with Flower's two ``BaseHTTPMiddleware`` layers and with
+    :class:`ErrorTranslation` and :class:`ProtobufTranslation`."""
+    method, path, body, content_type, setup = REQUESTS[case]
+    answers = []
+    for build in (flower_supernode_app, lean_supernode_app):
+        kwargs = ({"state_factory": NodeStateFactory(ObjectStoreFactory())}
+                  if "state" in setup else {})
+        app = build(**kwargs)
+        if "raising" in setup:
+            app.state.runtime_handlers = SimpleNamespace(acquire_task=raising_handlers)
+        answer = ask(app, method, path, body, content_type)
+        answers.append((answer.status_code, answer.headers.get("content-type"),
+                        answer.content))
+    assert answers[0] == answers[1]
+    status = answers[0][0]
+    assert (status == 200) == (case in ("a protobuf answer",
+                                        "a route outside the protobuf APIs"))
+
+
+@pytest.fixture
+def flower_create_app(monkeypatch: pytest.MonkeyPatch):
+    """The SuperNode's own ``create_app``, put back after the test."""
+    original = getattr(supernode_main.create_app, "__wrapped__", supernode_main.create_app)
+    monkeypatch.setattr(supernode_main, "create_app", original)
+    return original
+
+
+def test_the_supernode_gets_the_lean_layers_in_place(flower_create_app) -> None:
+    assert lean_supernode_middleware() and lean_supernode_middleware()  # twice is once
+    assert supernode_main.create_app.__wrapped__ is flower_create_app
+    layers = supernode_main.create_app(state_factory=None).user_middleware
+    assert [layer.cls for layer in layers] == [ErrorTranslation, ProtobufTranslation]
+    assert runtime_handlers is supernode_main.create_app().state.runtime_handlers
+
+
+def test_on_another_flower_the_supernode_keeps_its_layers(
+        flower_create_app, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lean_middleware.flwr, "__version__", "1.43.0")
+    assert lean_supernode_middleware() is False
+    assert supernode_main.create_app is flower_create_app

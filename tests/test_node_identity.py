@@ -117,7 +117,8 @@ def test_nodes_that_serve_no_missing_partition_name_why() -> None:
 
 
 def test_a_node_of_another_federation_stops_the_start() -> None:
-    with pytest.raises(NodeFailure, match="serves partition 0 of 5, but the run has 3"):
+    with pytest.raises(NodeFailure, match="serves partition 0 of 5, but the run has 3 "
+                                          "nodes; to use such nodes give --nodes 5"):
         rule().discover_nodes(IdentityGrid({11: (0, 5)}), wait=0.5)
 
 

@@ -23,7 +23,8 @@ from strategies.replies import one_line, reply_problem
 NODES, K, OBSERVATION = 4, 1, 8
 SENT = ArrayRecord([np.zeros((3, 2), np.float32), np.zeros(2, np.float32)])
 PROPERTY = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])  # a loaded machine
 
 
 @pytest.fixture(autouse=True)

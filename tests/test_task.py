@@ -305,7 +305,7 @@ def test_flwr_run_trains_the_example_task(tmp_path: Path) -> None:
     ``flwr`` starts, stopped at the end) on examples/breast_cancer: the task
     is found from the installed app and the episode reaches the goal."""
     from deploy.cli import flower_executable
-    from deploy.local import LocalProcess, environment
+    from deploy.local import LocalProcess, environment, free_port
 
     run_dir = tmp_path / "flwr"
     config = (f"task='examples/breast_cancer/task.py' num-nodes=4 main-samples=60 "
@@ -313,7 +313,10 @@ def test_flwr_run_trains_the_example_task(tmp_path: Path) -> None:
     run = LocalProcess("flwr-run", [
         flower_executable("flwr"), "run", str(ROOT), "--stream", "--federation-config",
         "num-supernodes=4", "--run-config", config], tmp_path / "flwr-run.log",
-        environment(tmp_path / "flwr-home"), cwd=tmp_path)
+        environment(tmp_path / "flwr-home") | {  # not Flower's fixed ports, 39091 and
+            # 39093: inside the kernel's ephemeral range, and shared by every flwr run
+            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()),
+            "FLWR_LOCAL_CONTROL_API_PORT": str(free_port())}, cwd=tmp_path)
     try:
         assert run.wait_for_exit(600) == 0, run.tail(40)
     finally:
