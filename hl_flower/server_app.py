@@ -16,6 +16,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.common import log
 from flwr.serverapp import Grid, ServerApp
+from flwr.supercore.run import RunNotRunningException
 
 from strategies import (
     EpisodeResult,
@@ -52,6 +53,7 @@ from .data import partition_class_counts
 from .distance import distance_matrix
 from .dqn import DQNAgent
 from .evaluator import TestSetEvaluator, model_factory
+from .flower_exit import first_on_flower_exit
 from .inputs import INPUT_ERRORS, RunConfigError, check_inputs, quiet_input_errors
 from .plots import plot_last_episode, plot_partitions, plot_training
 from .prompt_delivery import tune_grid
@@ -132,32 +134,39 @@ def _run_hl(grid: Grid, config: HLConfig, folder: Path,
                                      "best_validation": (dataclasses.asdict(best.best)
                                                          if best.best else None)}
 
+    ended_by_flower: list[bool] = []
+
+    def write_ended_by_flower() -> None:  # the summary only, no plots: the process ends
+        if not ended_by_flower:
+            ended_by_flower.append(True)
+            write_json(folder / "summary.json", summary_of(ENDED_BY_FLOWER))
+
     evaluate = TestSetEvaluator(config)
     new_model = model_factory(config)
     stopped = None
     done = first_episode
     try:
-        while True:
-            if best.needs(done):
-                validation = validate_greedy(grid, config, agent, done, evaluate)
-                improved = best.record(validation, agent)
-                if curves:
-                    curves.on_validation(validation)
-                if on_validation:
-                    on_validation(validation, improved)
-            if done >= config.episodes:
-                break
-            stop = next_stop(config, done)
-            strategy.start(grid, new_model, evaluate, episodes=stop - done,
-                           on_step=step_done, on_episode=episode_done, first_episode=done)
-            done = stop
+        with first_on_flower_exit(write_ended_by_flower):
+            while True:
+                if best.needs(done):
+                    validation = validate_greedy(grid, config, agent, done, evaluate)
+                    improved = best.record(validation, agent)
+                    if curves:
+                        curves.on_validation(validation)
+                    if on_validation:
+                        on_validation(validation, improved)
+                if done >= config.episodes:
+                    break
+                stop = next_stop(config, done)
+                strategy.start(grid, new_model, evaluate, episodes=stop - done,
+                               on_step=step_done, on_episode=episode_done, first_episode=done)
+                done = stop
     except NodeFailure as failure:  # logged so far stays; the summary says why
         stopped = str(failure)
-    except SystemExit:
-        # Flower's signal handler ends the ServerApp this way on `flwr stop`
-        # (and on SIGINT/SIGTERM), then kills the process 5 s later: the
-        # summary only, no plots.
-        write_json(folder / "summary.json", summary_of(ENDED_BY_FLOWER))
+    except (SystemExit, RunNotRunningException):
+        # Flower ends a stopped ServerApp this way (and on SIGINT/SIGTERM),
+        # usually after first_on_flower_exit has written the summary.
+        write_ended_by_flower()
         raise
     finally:
         if curves:
