@@ -42,6 +42,11 @@ from dataclasses import dataclass
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
 
+# First: hl_flower pins the numerical kernels (hl_flower.determinism) in the
+# environment before flwr loads numpy, whose OpenBLAS reads its core type once.
+import hl_flower  # noqa: F401  (dropped again in prepare_process)
+
+# isort: split
 import httpx
 from flwr.app import Context, Message
 from flwr.app.error import Error

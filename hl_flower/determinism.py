@@ -10,21 +10,34 @@ epochs from the same weights (``docs/results.md``, "Reproducibility"):
   at run time from the CPU, so an AVX-512 machine and an AVX2 machine
   disagree (the DQN's fit too);
 - op determinism (``tf.config.experimental.enable_op_determinism``) does not
-  help: its results still depend on the thread count.
+  help: its results still depend on the thread count;
+- numpy's and scipy's OpenBLAS pick their kernels from the CPU too (Haswell
+  kernels on an AVX2 AMD EPYC of family 23, others on an AVX-512 one), and
+  the observation's PCA and the DQN's numpy forward pass round differently
+  with them: the same seed trained another policy on each of those two
+  machines (``docs/results.md``, "Reproducibility"). With OpenBLAS's
+  Sandybridge kernels (AVX, which both have) the AVX2 machine reproduced the
+  AVX-512 one's runs exactly.
 
 So every process that imports ``hl_flower`` runs TensorFlow's kernels on one
-intra-op thread, caps oneDNN at AVX2 and runs numpy's BLAS on one thread. HL
+intra-op thread, caps oneDNN at AVX2, runs numpy's BLAS on one thread and,
+on an x86-64 Linux CPU with AVX, OpenBLAS's Sandybridge kernels
+(``OPENBLAS_CORETYPE``; OpenBLAS reads it when it loads, so it reaches the
+processes this one starts, not a numpy this process loaded already). HL
 trains one node at a time on a few hundred samples, where one thread costs
 little (the measured cost per step is in the README). Set
 ``HL_DETERMINISTIC=0`` before starting Python to let the libraries choose
 (faster on many cores, not reproducible across machines); a variable the
-user set already (say ``TF_NUM_INTRAOP_THREADS=4``) is kept either way.
+user set already (say ``TF_NUM_INTRAOP_THREADS=4``) is kept either way,
+except ``OPENBLAS_CORETYPE``: machine images set it for every program (this
+project's CI machine sets ``Haswell``), so a pinned process overrides it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 SWITCH = "HL_DETERMINISTIC"
 
@@ -35,6 +48,27 @@ PINNED_ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
 }
+
+
+OPENBLAS_CORE = "Sandybridge"  # the newest OpenBLAS kernels every AVX CPU runs
+
+
+def cpu_has_avx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU lists the ``avx`` flag in ``cpuinfo`` (x86-64 Linux);
+    False where the file is missing or unreadable. OpenBLAS does not check
+    a forced core type: Sandybridge kernels on a CPU without AVX would stop
+    the process with an illegal instruction."""
+    try:
+        with cpuinfo.open() as lines:
+            flags = next((line for line in lines if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return "avx" in flags.partition(":")[2].split()
+
+
+def forced_environment() -> dict[str, str]:
+    """The variables :func:`pin_numerics` sets whatever their value was."""
+    return {"OPENBLAS_CORETYPE": OPENBLAS_CORE} if cpu_has_avx() else {}
 
 
 def deterministic_requested() -> bool:
@@ -55,6 +89,7 @@ def pin_numerics() -> bool:
         return False
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    os.environ.update(forced_environment())
     if "numpy" in sys.modules:  # OpenBLAS read its thread count already
         from threadpoolctl import threadpool_limits
 
