@@ -276,6 +276,10 @@ def check_compare_args(args: argparse.Namespace, command: str, config: HLConfig
 def check_inputs(config: HLConfig, verbose: bool = False) -> None:
     """Load the task, its data and the distances now, so bad input fails
     before any run (TaskError, DataError, DistanceError)."""
+    if not config.task:  # the built-in task reads --dataset: a mistyped name fails at once
+        from hl_flower.image_sets import check_dataset_name
+
+        check_dataset_name(config.dataset)
     if not verbose:
         import_tensorflow_quietly()  # the task builds its Keras model
     from hl_flower.inputs import check_inputs as check

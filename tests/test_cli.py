@@ -311,3 +311,14 @@ def test_a_real_process_refuses_with_one_line_and_exit_2(tmp_path: Path, args: l
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], lines
     assert done.stdout == "" and not (tmp_path / "runs").exists()
+
+
+def test_a_mistyped_dataset_is_refused_before_tensorflow_loads(tmp_path: Path) -> None:
+    probe = ("import sys, sim\n"
+             "code = sim.main(['--dataset', 'digitz', '--out', sys.argv[1]])\n"
+             "print(code, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.strip().startswith("error: unknown --dataset 'digitz'")
+    assert not any(tmp_path.iterdir())

@@ -6,12 +6,12 @@ against itself over the same 3 evaluation seeds gives 1 exactly).
 Runs are bit-identical on machines of the same CPU model and software
 stack (``hl_flower.determinism``), so the outcome is not chance on one
 machine: this run gave 0.670x RandomHop's steps and 0.256x its cost per step
-on the machines of 2026-11/12-01, there also under a competing load. On
-another CPU model (AMD EPYC model 49, OpenBLAS's Haswell kernels; 2026-12-02)
-it gave 0.830x and 1.145x and this test FAILS there: the trained policy
-depends on the CPU's kernels, and one training seed decides. The
-three-seed measurement (seeds 0-2: 0.670, 0.717 and 0.704 steps; 0.256,
-0.419 and 0.307 cost per step; those machines) is
+on the AVX-512 machines of 2026-11/12-01, and the same figures to the last
+digit on the AVX2 machine of 2026-12-02 once OpenBLAS's kernels were pinned
+(with that machine's Haswell kernels it gave 0.830x and 1.145x and failed:
+the trained policy depends on every kernel's rounding, and one training
+seed decides). The three-seed measurement (seeds 0-2: 0.670, 0.717 and
+0.704 steps; 0.256, 0.419 and 0.307 cost per step; the earlier machines) is
 ``python benchmarks/learning_digits.py --training-seeds 3``, a benchmark,
 not a test. Real training through Flower's simulation engine."""
 

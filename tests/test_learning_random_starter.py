@@ -8,12 +8,14 @@ The nodes hold a Dirichlet(0.3) partition of digits (``--partition
 dirichlet:0.3``), so they differ in size and classes and it matters where the
 model trains; on the reference slicing (60 + 60 samples a node) the nodes
 are too alike and HL only ties ``Standalone`` (1.015x,
-docs/results.md section 14.4). Runs are bit-identical on machines of the
-same CPU model and software stack (``hl_flower.determinism``): this one gave
-HL 0.847x and RandomHop 1.032x ``Standalone``'s steps over the 10
-evaluation seeds (one per starter) on the machines of 2026-11/12-01. On
-another CPU model (AMD EPYC model 49; 2026-12-02) RandomHop gave 1.032x
-again but HL 0.902x, and this test FAILS there (bar 0.9). Real training
+docs/results.md section 14.4). Runs are bit-identical on machines of the same CPU model and software
+stack (``hl_flower.determinism``): this one gave HL 0.847x and RandomHop
+1.032x ``Standalone``'s steps over the 10 evaluation seeds (one per
+starter) on the machines of 2026-11/12-01. On the AVX2 machine of
+2026-12-02 it gave 0.902x with OpenBLAS's Haswell kernels (a failure) and,
+with the kernels pinned to Sandybridge (hl_flower.determinism), 0.757x:
+not the earlier machines' run, so something else in it depends on the CPU
+or on code changed since (README, "Reproducibility"). Real training
 through Flower's simulation engine; about 9 minutes on 2 cores."""
 
 from __future__ import annotations
