@@ -137,18 +137,38 @@ class LoadedApp:
         return self.app
 
 
-def run_task(connection: Connection, token: str, loaded: LoadedApp) -> None:
+@dataclass
+class ClaimedTask:
+    """The Runtime API client of one claimed task, and its heartbeat, beating
+    from creation on: Flower drops a claim that goes 30 s without one (its
+    task is handed out again, the token refused)."""
+
+    client: RuntimeHttpClient
+    heartbeat: HeartbeatSender
+
+    @classmethod
+    def beating(cls, connection: Connection, token: str) -> ClaimedTask:
+        """The client for ``token``, its heartbeat started."""
+        client = connection.client(
+            RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
+            RuntimeTokenHttpInterceptor(token))
+        heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
+        heartbeat.start()
+        return cls(client, heartbeat)
+
+
+def run_task(connection: Connection, token: str, loaded: LoadedApp,
+             claim: ClaimedTask | None = None) -> None:
     """Run one ClientApp task: pull, call, push the reply, the Context and the status.
 
     A ClientApp that raises gets an error reply (as in ``flwr-clientapp``) and
     the Context it was given, unchanged. A reply the SuperNode no longer takes
     (``flwr stop`` mid-task ends its push session) is one warning, and the
-    worker serves on.
+    worker serves on. ``claim``: the task's client and heartbeat, when they
+    were started before (a fresh worker's handed-over task).
     """
-    client = connection.client(RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"),
-                               RuntimeTokenHttpInterceptor(token))
-    heartbeat = HeartbeatSender(make_task_heartbeat_fn_http(client))
-    heartbeat.start()
+    claim = claim or ClaimedTask.beating(connection, token)
+    client, heartbeat = claim.client, claim.heartbeat
     message: Message | None = None
     context: Context | None = None
     reply: Message | None = None
@@ -236,12 +256,15 @@ def next_task(acquirer: RuntimeHttpClient, address: str, reached: bool) -> Acqui
 
 def serve(connection: Connection, poll_interval: float, verbose: bool = False) -> None:
     """Take the SuperNode's ClientApp tasks one after another, forever."""
+    handed_over = os.environ.pop(TOKEN_VARIABLE, None)
+    # Its claim lives 30 s without a heartbeat; importing TensorFlow in
+    # prepare_process can take longer than that on a loaded machine.
+    claim = ClaimedTask.beating(connection, handed_over) if handed_over else None
     prepare_process(verbose)
     acquirer = connection.task_acquirer()
     loaded = LoadedApp()
-    handed_over = os.environ.pop(TOKEN_VARIABLE, None)
     if handed_over:
-        run_task(connection, handed_over, loaded)
+        run_task(connection, handed_over, loaded, claim)
     reached = False
     while True:
         found = next_task(acquirer, connection.address, reached)

@@ -189,6 +189,48 @@ def test_a_run_of_other_code_gets_a_fresh_worker(
     assert "died" not in log and worker_child(worker).pid == pid
 
 
+
+def slowly_starting_copy(folder: Path, seconds: float) -> Path:
+    """This project with one change: a worker started from it takes
+    ``seconds`` longer to prepare (before TensorFlow loads), as a worker
+    on a loaded machine or a slow device does."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(
+        ".git", "runs", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"))
+    quiet = folder / "hl_flower" / "quiet.py"
+    quiet.write_text(quiet.read_text().replace(
+        "    saved = os.dup(2)\n",
+        f"    import time\n    time.sleep({seconds})  # tests/test_clientapp_worker.py\n"
+        "    saved = os.dup(2)\n", 1))
+    return folder
+
+
+@deployment
+def test_a_fresh_worker_slower_than_the_claim_lifetime_runs_its_handed_over_task(
+        federation: Callable[..., LocalFederation], tmp_path: Path) -> None:
+    """Flower drops a claimed task that sends no heartbeat for 30 s. A fresh
+    worker (a run of other code) that takes 35 s to prepare still runs the
+    task its predecessor claimed, in the same process: its heartbeat beats
+    from the start."""
+    local = federation()
+    local.start_superlink(START_TIMEOUT)
+    start_supernodes(local)
+    old = local.workers["supernode-0"]  # the starter: it trains in every run
+    old.stop()
+    worker = local.start("slow-worker", old.command, tmp_path / "slow-home",
+                         slowly_starting_copy(tmp_path / "slow", 35.0))
+    tiny = {"episodes": 1, "max-steps": 2}
+    cli_home = tmp_path / "cli"
+    check_finished_run(tmp_path / "run-1", 1,
+                       flwr_run(local, cli_home, tmp_path / "run-1", **tiny), local)
+    pid = worker_child(worker).pid
+    second = flwr_run(local, cli_home, tmp_path / "run-2", copy_of_the_app(tmp_path / "app"),
+                      **tiny)
+    check_finished_run(tmp_path / "run-2", 1, second, local)
+    log = worker.log()
+    assert "starting a fresh worker" in log and len(LOADED.findall(log)) == 2, log
+    assert "died" not in log and "Traceback" not in log, log
+    assert worker_child(worker).pid == pid
+
 def secured_node(local: LocalFederation, partition: int, certificates: Path,
                  secret: Path) -> tuple[LocalProcess, int]:
     """A SuperNode whose Runtime API has TLS (make_certs' server certificate)
