@@ -166,8 +166,9 @@ class LocalProcess:
         deadline = time.monotonic() + timeout
         while text not in self.log():
             if not self.running():
+                # 40 lines: what the process logged before its traceback too
                 raise ProcessError(f"{self.name} exited (code {self.popen.returncode}) "
-                                   f"before logging {text!r}:\n{self.tail()}")
+                                   f"before logging {text!r}:\n{self.tail(40)}")
             if time.monotonic() > deadline:
                 raise ProcessError(f"{self.name} did not log {text!r} within "
                                    f"{timeout:.0f} s:\n{self.tail()}")
