@@ -20,6 +20,11 @@ from __future__ import annotations
 import os
 import sys
 
+# First: hl_flower pins the numerical kernels (hl_flower.determinism) before
+# flwr loads numpy; the processes this one starts inherit the pins.
+import hl_flower  # noqa: F401
+
+# isort: split
 from flwr.superlink.cli import flower_superlink
 
 from deploy.cli import path_with_this_python, run_flower_command

@@ -21,6 +21,11 @@ from __future__ import annotations
 
 import sys
 
+# First: hl_flower pins the numerical kernels (hl_flower.determinism) before
+# flwr loads numpy; the processes this one starts inherit the pins.
+import hl_flower  # noqa: F401
+
+# isort: split
 from flwr.supernode.cli import flower_supernode
 
 from deploy.cli import run_flower_command

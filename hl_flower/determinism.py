@@ -90,13 +90,34 @@ def pin_numerics() -> bool:
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     os.environ.update(forced_environment())
-    if "numpy" in sys.modules:  # OpenBLAS read its thread count already
+    if "numpy" in sys.modules:  # OpenBLAS read its thread count and core type already
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
+        _warn_about_loaded_kernels()
     if "tensorflow" in sys.modules:
         _pin_loaded_tensorflow(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
     return True
+
+
+def _warn_about_loaded_kernels() -> None:
+    """One warning when a BLAS already loaded runs other kernels than the
+    forced ones (numpy imported before hl_flower, without the variable)."""
+    wanted = forced_environment().get("OPENBLAS_CORETYPE")
+    if wanted is None:
+        return
+    from threadpoolctl import threadpool_info
+
+    loaded = {info.get("architecture") for info in threadpool_info()
+              if info.get("internal_api") == "openblas"}
+    other = sorted(str(core) for core in loaded if core != wanted)
+    if other:
+        import warnings
+
+        warnings.warn(f"numpy was imported before hl_flower, so its OpenBLAS runs "
+                      f"{', '.join(other)} kernels, not {wanted}: runs may differ across "
+                      f"machines. Import hl_flower first, or start Python with "
+                      f"OPENBLAS_CORETYPE={wanted}.", RuntimeWarning, stacklevel=3)
 
 
 def _pin_loaded_tensorflow(threads: int) -> None:

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+
+# First: hl_flower pins the numerical kernels before a test module loads numpy.
+import hl_flower  # noqa: F401
+
+# isort: split
 from collections.abc import Callable, Iterator
 from pathlib import Path
 

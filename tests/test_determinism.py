@@ -63,3 +63,14 @@ def test_avx_is_read_from_the_flags_line(tmp_path: Path, text: str, has_avx: boo
 
 def test_no_cpuinfo_means_no_forced_kernels(tmp_path: Path) -> None:
     assert cpu_has_avx(tmp_path / "missing") is False
+
+
+@needs_avx
+@pytest.mark.parametrize(("machine_core", "warned"), [("Haswell", True), (OPENBLAS_CORE, False)])
+def test_numpy_imported_first_with_other_kernels_is_one_warning(machine_core: str,
+                                                                warned: bool) -> None:
+    done = subprocess.run([sys.executable, "-c", "import numpy, hl_flower"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          env=os.environ | {"OPENBLAS_CORETYPE": machine_core})
+    expected = f"its OpenBLAS runs Haswell kernels, not {OPENBLAS_CORE}"
+    assert (done.stderr.count(expected) == 1) is warned, done.stderr
