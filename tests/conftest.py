@@ -22,7 +22,7 @@ import pytest
 from deploy import local
 from deploy.local import LocalFederation
 
-# Measured with --durations (docs: README, "Tests"); the rest follow in file order.
+# Measured with --durations; the rest follow in file order (README, "Test suite").
 LONGEST_FIRST = ("test_learning_random_starter.py", "test_deployment.py",
                  "test_clientapp_worker.py", "test_resume.py", "test_sim_integration.py",
                  "test_learning_digits.py", "test_compare.py",
