@@ -15,9 +15,10 @@ epochs from the same weights (``docs/results.md``, "Reproducibility"):
   kernels on an AVX2 AMD EPYC of family 23, others on an AVX-512 one), and
   the observation's PCA and the DQN's numpy forward pass round differently
   with them: the same seed trained another policy on each of those two
-  machines (``docs/results.md``, "Reproducibility"). With OpenBLAS's
-  Sandybridge kernels (AVX, which both have) the AVX2 machine reproduced the
-  AVX-512 one's runs exactly.
+  machines (README, "Reproducibility"). With OpenBLAS's Sandybridge
+  kernels (AVX, which both have) the AVX2 machine reproduced the AVX-512
+  one's quick-preset and digits runs exactly, though not a random-starter
+  run on a Dirichlet partition (something else still depends on the CPU).
 
 So every process that imports ``hl_flower`` runs TensorFlow's kernels on one
 intra-op thread, caps oneDNN at AVX2, runs numpy's BLAS on one thread and,
