@@ -399,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(command).parse_args(argv)
     from hl_flower.data import DataError
     from hl_flower.distance import DistanceError
-    from hl_flower.runlog import RunFolderExists, check_run_name, create_run_folder
+    from hl_flower.runlog import (
+        RunFolderExists,
+        check_run_folder,
+        check_run_name,
+        create_run_folder,
+    )
 
     try:
         config = config_from_args(args)
@@ -408,13 +413,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.show_settings:
             print(settings_text(config))
             return 0
+        new_folder = None if getattr(args, "resume", "") else (
+            Path(args.out) / (run_name or default_name(command, args, config)))
+        if new_folder:  # before the slow checks: a bad --out or --name fails at once
+            check_run_folder(new_folder, args.overwrite)
         check_inputs(config, args.verbose)
         agent = load_policy(getattr(args, "policy", ""), config, args.verbose)
         args.loaded_client_app = load_client_app(args.client_app, args.verbose)
         done = resume_point(args, config)
-        folder = Path(args.resume) if getattr(args, "resume", "") else create_run_folder(
-            Path(args.out) / (run_name or default_name(command, args, config)),
-            args.overwrite, kind=command)
+        folder = create_run_folder(new_folder, args.overwrite, kind=command) if new_folder \
+            else Path(args.resume)
     except (ConfigError, DataError, DistanceError, RunFolderExists, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -86,6 +87,37 @@ def check_run_name(name: str) -> str:
     return name
 
 
+def check_run_folder(path: Path, overwrite: bool) -> None:
+    """What :func:`create_run_folder` would refuse, found before anything
+    slow runs: RunFolderExists, or OSError when the file system refuses a
+    folder where ``path`` would go (tried with a probe folder, removed at
+    once; nothing stays)."""
+    if _replaces_a_run(path, overwrite):
+        return
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hl-probe-", dir=existing))
+    except OSError as error:  # named after the folder the user asked for
+        raise OSError(error.errno, error.strerror, str(path)) from None
+
+
+def _replaces_a_run(path: Path, overwrite: bool) -> bool:
+    """Whether ``path`` holds a run that ``overwrite`` replaces (False: it is
+    missing or empty); RunFolderExists where it must be left alone."""
+    if path.exists() and not path.is_dir():
+        raise RunFolderExists(f"{path} is a file, not a run folder; pick another --name")
+    if not (path.exists() and any(path.iterdir())):
+        return False
+    if not overwrite:
+        raise RunFolderExists(f"run folder {path} already exists; pick another "
+                              "--name or pass --overwrite")
+    if run_kind(path) is None:
+        raise RunFolderExists(f"{path} is not a run folder (a policy or another "
+                              "folder), so --overwrite leaves it alone; pick "
+                              "another --name")
+    return True
+
+
 def create_run_folder(path: Path, overwrite: bool, kind: str = "train") -> Path:
     """Make an empty run folder marked with ``kind``.
 
@@ -94,17 +126,8 @@ def create_run_folder(path: Path, overwrite: bool, kind: str = "train") -> Path:
     checkpoints included, survives), never mixed with the new one.
     Raises RunFolderExists; OSError where the file system refuses.
     """
-    if path.exists() and not path.is_dir():
-        raise RunFolderExists(f"{path} is a file, not a run folder; pick another --name")
     marker = {"kind": kind, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise RunFolderExists(f"run folder {path} already exists; pick another "
-                                  "--name or pass --overwrite")
-        if run_kind(path) is None:
-            raise RunFolderExists(f"{path} is not a run folder (a policy or another "
-                                  "folder), so --overwrite leaves it alone; pick "
-                                  "another --name")
+    if _replaces_a_run(path, overwrite):
         with folder_swapped_in(path) as staging:
             write_json(staging / RUN_FILE, marker)
         return path

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,18 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Path) -> None
     one_line_exit_2(refused("--out", str(tmp_path), "--name", "n" * 300),
                     "File name too long")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unwritable_out_is_refused_before_tensorflow_loads(tmp_path: Path) -> None:
+    """--out is tried (a probe folder, removed) before the slow checks."""
+    (tmp_path / "plain").write_text("a file\n")
+    probe = ("import sys, sim\n"
+             "code = sim.main(['--out', sys.argv[1]])\n"
+             "print(code, 'tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "plain" / "runs")],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr
+    assert done.stderr.startswith("error: cannot write the run folder under ")
+    assert str(tmp_path / "plain" / "runs") in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
