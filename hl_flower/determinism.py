@@ -90,21 +90,22 @@ def pin_numerics() -> bool:
         return False
     for name, value in PINNED_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    os.environ.update(forced_environment())
+    forced = forced_environment()
+    os.environ.update(forced)
     if "numpy" in sys.modules:  # OpenBLAS read its thread count and core type already
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]), user_api="blas")
-        _warn_about_loaded_kernels()
+        _warn_about_loaded_kernels(forced.get("OPENBLAS_CORETYPE"))
     if "tensorflow" in sys.modules:
         _pin_loaded_tensorflow(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
     return True
 
 
-def _warn_about_loaded_kernels() -> None:
+def _warn_about_loaded_kernels(wanted: str | None) -> None:
     """One warning when a BLAS already loaded runs other kernels than the
-    forced ones (numpy imported before hl_flower, without the variable)."""
-    wanted = forced_environment().get("OPENBLAS_CORETYPE")
+    forced ``wanted`` ones (numpy imported before hl_flower, without the
+    variable); nothing when no core type is forced."""
     if wanted is None:
         return
     from threadpoolctl import threadpool_info

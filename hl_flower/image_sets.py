@@ -127,24 +127,22 @@ def load_training_set(name: str) -> Dataset:
                    full.num_classes)
 
 
+_NAMED_LOADERS = {"mnist-5k": _load_mnist5k, "digits": _load_digits,
+                  "mnist": _load_keras_mnist}
+
+
 def check_dataset_name(name: str) -> None:
     """DataError naming the choices when no loader reads ``name``; reads
     nothing, so a mistyped name fails before anything heavy loads."""
-    if name not in {"mnist-5k", "digits", "mnist"} and not (
-            name.startswith("idx:") and len(name) > 4):
+    if name not in _NAMED_LOADERS and not (name.startswith("idx:") and len(name) > 4):
         raise DataError(f"unknown --dataset {name!r}; use one of: " + ", ".join(DATASETS))
 
 
 def _read_dataset(name: str) -> Dataset:
     """Read a dataset by name (not cached)."""
     check_dataset_name(name)
-    if name == "mnist-5k":
-        return _load_mnist5k()
-    if name == "digits":
-        return _load_digits()
-    if name == "mnist":
-        return _load_keras_mnist()
-    return _load_idx(name[4:])
+    loader = _NAMED_LOADERS.get(name)
+    return loader() if loader else _load_idx(name[4:])
 
 
 @functools.lru_cache(maxsize=4)
